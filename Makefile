@@ -1,0 +1,73 @@
+# cc-proxy: two FastCGI responders (ccproxy-claude, ccproxy-codex) on a shared core.
+#
+#   make            build into build/ (build/san with SANITIZE=1)
+#   make test       unit + integration suites; ends with "N passed, N failed"
+#   make run        nginx + responders in the foreground, from this checkout
+#   make deps       install missing Debian packages (as root) or name them
+#
+# Missing packages are installed by the build itself when run as root.
+
+CC        ?= cc
+SANITIZE  ?=
+BUILD     := build$(if $(SANITIZE),/san,)
+PKGS      := fcgi libcurl json-c openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wno-missing-field-initializers -pthread $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lpthread -lm
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+PROGRAMS   := $(BUILD)/bin/ccproxy-claude
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit integration run clean
+all: deps-quiet $(PROGRAMS)
+
+# ---- dependencies -----------------------------------------------------------
+DEB_PACKAGES := pkg-config libfcgi-dev libcurl4-openssl-dev libjson-c-dev libssl-dev libcmocka-dev \
+                nginx-light spawn-fcgi curl python3
+deps:
+	@scripts/deps.sh $(DEB_PACKAGES)
+deps-quiet:
+	@scripts/deps.sh --quiet $(DEB_PACKAGES)
+
+# ---- build --------------------------------------------------------------------
+$(BUILD)/%.o: %.c $(wildcard common/*.h) | deps-quiet
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libccproxy.a: $(COMMON_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/bin/ccproxy-%: $(BUILD)/fcgi/ccproxy_%.o $(BUILD)/libccproxy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libccproxy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $< $(BUILD)/libccproxy.a \
+	    $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+# ---- test ---------------------------------------------------------------------
+test: all $(UNIT_BIN)
+	@CCPROXY_BIN_DIR=$(CURDIR)/$(BUILD)/bin CCPROXY_UNIT_DIR=$(CURDIR)/$(BUILD)/tests \
+	    SANITIZE=$(SANITIZE) scripts/run-tests.sh $(TESTS)
+
+unit: all $(UNIT_BIN)
+	@CCPROXY_UNIT_DIR=$(CURDIR)/$(BUILD)/tests scripts/run-tests.sh --unit-only
+
+# ---- run ------------------------------------------------------------------------
+run: all
+	@CCPROXY_BIN_DIR=$(CURDIR)/$(BUILD)/bin scripts/run.sh
+
+clean:
+	rm -rf build

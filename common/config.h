@@ -1,0 +1,91 @@
+/* config: the environment (and an optional .env file) read once at start-up
+ * into one validated struct that is never modified afterwards, so worker
+ * threads read it without locks.
+ *
+ * Precedence: a variable set in the process environment wins over the same
+ * name in the .env file (the file is a default, not an override).
+ * Every problem is reported as one line naming the variable, the value and
+ * what is allowed; ccp_config_load returns CCP_ERR if there was any. */
+#ifndef CCP_CONFIG_H
+#define CCP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+#define CCP_OK 0
+#define CCP_ERR -1
+
+typedef enum { CCP_ENV_PRODUCTION, CCP_ENV_TEST } ccp_environment;
+typedef enum { CCP_LOG_JSON, CCP_LOG_CONSOLE } ccp_log_format;
+typedef enum { CCP_LOG_DEBUG, CCP_LOG_INFO, CCP_LOG_WARNING, CCP_LOG_ERROR } ccp_log_level;
+
+/* How the client key is presented upstream. AUTO keeps the client's style. */
+typedef enum {
+    CCP_AUTH_AUTO,
+    CCP_AUTH_X_API_KEY,
+    CCP_AUTH_BEARER,
+} ccp_auth_style;
+
+/* The variable names that differ between services (the rest are shared). */
+typedef struct ccp_config_names {
+    const char *base_url_var;     /* ANTHROPIC_BASE_URL */
+    const char *base_url_default; /* https://api.anthropic.com */
+    const char *api_key_var;      /* ANTHROPIC_API_KEY */
+    const char *host_var;         /* CLAUDE_SERVICE_HOST */
+    const char *port_var;         /* CLAUDE_SERVICE_PORT */
+    int port_default;             /* 8001 */
+} ccp_config_names;
+
+typedef struct ccp_config {
+    ccp_environment environment;
+    char *upstream_base_url; /* no trailing slash; its path is kept */
+    char *server_api_key;    /* NULL: the client's key passes through */
+    unsigned char (*access_digests)[32]; /* SHA-256 of each ACCESS_KEYS entry */
+    size_t access_count;
+    ccp_auth_style upstream_auth_style;
+
+    ccp_log_level log_level;
+    ccp_log_format log_format;
+    size_t log_body_max_bytes;
+
+    long http_timeout_ms;         /* longest upstream silence */
+    long http_connect_timeout_ms;
+    long http_max_keepalive;      /* idle upstream connections kept per worker */
+    long http_max_connections;    /* concurrent upstream transfers per process */
+    long http_keepalive_expiry_s; /* an idle connection older than this is not reused */
+
+    char *service_host;
+    int service_port;
+
+    size_t max_body_bytes;
+    char *base_path; /* "" or "/prefix" without trailing slash */
+    char **cors_origins;
+    size_t cors_count;
+    bool cors_any;
+
+    int worker_threads;
+    int worker_stack_kb;
+    int shutdown_grace_s;
+
+    char *adapters_file;  /* NULL: the built-in table */
+    char *session_secret; /* NULL: none */
+    char *env_file;       /* the .env actually read, or NULL */
+} ccp_config;
+
+/* Reads the environment (and the .env file named by CCPROXY_ENV_FILE, default
+ * ./.env if present). On error, err holds one line per problem. */
+int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err);
+void ccp_config_free(ccp_config *cfg);
+
+/* Appends the effective configuration as JSON object members (no braces),
+ * secrets masked, for the start-up log line. */
+void ccp_config_describe(const ccp_config *cfg, const ccp_config_names *names, ccp_buf *out);
+
+/* Parses a .env text into the given callback; exposed for tests.
+ * Lines: KEY=VALUE, optional "export ", '#' comments, single or double quotes. */
+typedef void (*ccp_env_pair_fn)(void *ctx, const char *key, const char *value);
+int ccp_env_parse(const char *text, size_t len, ccp_env_pair_fn fn, void *ctx, ccp_buf *err);
+
+#endif

@@ -1,0 +1,333 @@
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+/* ---- header lists ------------------------------------------------------ */
+
+void ccp_headers_add(ccp_headers *h, const char *name, const char *value)
+{
+    h->items = ccp_xrealloc(h->items, (h->count + 1) * sizeof *h->items);
+    h->items[h->count].name = ccp_xstrdup(name);
+    h->items[h->count].value = ccp_xstrdup(value);
+    h->count++;
+}
+
+void ccp_headers_remove(ccp_headers *h, const char *name)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < h->count; i++) {
+        if (strcasecmp(h->items[i].name, name) == 0) {
+            free(h->items[i].name);
+            free(h->items[i].value);
+        } else {
+            h->items[j++] = h->items[i];
+        }
+    }
+    h->count = j;
+}
+
+void ccp_headers_set(ccp_headers *h, const char *name, const char *value)
+{
+    for (size_t i = 0; i < h->count; i++) {
+        if (strcasecmp(h->items[i].name, name) == 0) {
+            /* Keep the first one's position: header order is part of a
+             * client's fingerprint, and some upstreams look at it. */
+            free(h->items[i].value);
+            h->items[i].value = ccp_xstrdup(value);
+            for (size_t k = h->count; k-- > i + 1;)
+                if (strcasecmp(h->items[k].name, name) == 0) {
+                    free(h->items[k].name);
+                    free(h->items[k].value);
+                    memmove(&h->items[k], &h->items[k + 1], (h->count - k - 1) * sizeof *h->items);
+                    h->count--;
+                }
+            return;
+        }
+    }
+    ccp_headers_add(h, name, value);
+}
+
+const char *ccp_headers_get(const ccp_headers *h, const char *name)
+{
+    for (size_t i = 0; i < h->count; i++)
+        if (strcasecmp(h->items[i].name, name) == 0) return h->items[i].value;
+    return NULL;
+}
+
+void ccp_headers_free(ccp_headers *h)
+{
+    for (size_t i = 0; i < h->count; i++) {
+        free(h->items[i].name);
+        free(h->items[i].value);
+    }
+    free(h->items);
+    h->items = NULL;
+    h->count = 0;
+}
+
+/* ---- request ----------------------------------------------------------- */
+
+const char *ccp_http_param(char **envp, const char *name)
+{
+    size_t n = strlen(name);
+    for (char **e = envp; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return NULL;
+}
+
+bool ccp_http_header_name(const char *env_name, size_t len, ccp_buf *out)
+{
+    if (len <= 5 || strncmp(env_name, "HTTP_", 5) != 0) return false;
+    ccp_buf_reset(out);
+    for (size_t i = 5; i < len; i++) {
+        char c = env_name[i];
+        ccp_buf_append_char(out, c == '_' ? '-' : (char)tolower((unsigned char)c));
+    }
+    return true;
+}
+
+bool ccp_http_header_value_ok(const char *v)
+{
+    for (; *v; v++)
+        if (*v == '\r' || *v == '\n') return false;
+    return true;
+}
+
+ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base_path)
+{
+    memset(r, 0, sizeof *r);
+    r->io = io;
+    r->content_length = -1;
+    r->method = ccp_http_param(io->envp, "REQUEST_METHOD");
+    if (!r->method || !*r->method) r->method = "GET";
+
+    ccp_buf name = {0};
+    for (char **e = io->envp; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq || !ccp_http_header_name(*e, (size_t)(eq - *e), &name)) continue;
+        /* HTTP_PROXY is the httpoxy vector, never a real client header. */
+        if (strcmp(name.data, "proxy") == 0) continue;
+        if (!ccp_http_header_value_ok(eq + 1) && !r->bad_header) r->bad_header = ccp_xstrdup(name.data);
+        ccp_headers_add(&r->headers, name.data, eq + 1);
+    }
+    ccp_buf_free(&name);
+    r->content_type = ccp_http_param(io->envp, "CONTENT_TYPE");
+    const char *cl = ccp_http_param(io->envp, "CONTENT_LENGTH");
+    if (cl && *cl) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(cl, &end, 10);
+        if (errno || *end || n < 0) return CCP_REQ_BAD;
+        r->content_length = n;
+    }
+
+    /* Route by PATH_INFO when the server split one off (a CGI mount such as
+     * /cgi-bin/ccproxy-claude/v1/messages), else by the request URI's path. */
+    const char *path_info = ccp_http_param(io->envp, "PATH_INFO");
+    const char *uri = ccp_http_param(io->envp, "REQUEST_URI");
+    const char *path;
+    size_t plen;
+    if (path_info && *path_info) {
+        path = path_info;
+        plen = strlen(path);
+    } else if (uri && *uri) {
+        path = uri;
+        plen = strcspn(uri, "?#");
+    } else {
+        path = "/";
+        plen = 1;
+    }
+    const char *q = ccp_http_param(io->envp, "QUERY_STRING");
+    if ((!q || !*q) && uri && strchr(uri, '?')) q = strchr(uri, '?') + 1;
+    r->query = ccp_xstrdup(q ? q : "");
+    size_t qlen = strcspn(r->query, "#");
+    r->query[qlen] = '\0';
+
+    size_t blen = strlen(base_path);
+    if (blen > 0) {
+        if (plen < blen || strncmp(path, base_path, blen) != 0 || (plen > blen && path[blen] != '/')) {
+            r->path = ccp_xstrndup(path, plen);
+            return CCP_REQ_NOT_FOUND;
+        }
+        path += blen;
+        plen -= blen;
+    }
+    r->path = plen ? ccp_xstrndup(path, plen) : ccp_xstrdup("/");
+    if (r->path[0] != '/') return CCP_REQ_BAD;
+    return CCP_REQ_OK;
+}
+
+ccp_request_status ccp_request_read_body(ccp_request *r, size_t max)
+{
+    if (r->content_length > (long long)max) return CCP_REQ_TOO_LARGE;
+    size_t want = r->content_length >= 0 ? (size_t)r->content_length : max + 1;
+    if (r->content_length >= 0) ccp_buf_reserve(&r->body, want);
+    char chunk[16384];
+    while (r->body.len < want) {
+        size_t left = want - r->body.len;
+        int n = r->io->read(r->io, chunk, (int)(left < sizeof chunk ? left : sizeof chunk));
+        if (n <= 0) break;
+        ccp_buf_append(&r->body, chunk, (size_t)n);
+    }
+    if (r->body.len > max) return CCP_REQ_TOO_LARGE;
+    if (r->content_length >= 0 && r->body.len < (size_t)r->content_length) return CCP_REQ_SHORT_BODY;
+    return CCP_REQ_OK;
+}
+
+void ccp_request_drain(ccp_request *r)
+{
+    /* Bounded: the web server caps bodies itself; this only covers the
+     * window between its limit and ours. */
+    char chunk[16384];
+    size_t total = 0;
+    while (total < (256u << 20)) {
+        int n = r->io->read(r->io, chunk, (int)sizeof chunk);
+        if (n <= 0) break;
+        total += (size_t)n;
+    }
+}
+
+const char *ccp_request_header(const ccp_request *r, const char *name)
+{
+    return ccp_headers_get(&r->headers, name);
+}
+
+void ccp_request_free(ccp_request *r)
+{
+    free(r->path);
+    free(r->query);
+    free((char *)r->bad_header);
+    ccp_headers_free(&r->headers);
+    ccp_buf_free(&r->body);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- response ---------------------------------------------------------- */
+
+const char *ccp_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 529: return "Overloaded";
+    default: return status >= 500 ? "Error" : status >= 400 ? "Client Error" : "OK";
+    }
+}
+
+void ccp_response_init(ccp_response *res, ccp_io *io)
+{
+    memset(res, 0, sizeof *res);
+    res->io = io;
+}
+
+static int raw_write(ccp_response *res, const char *p, size_t n)
+{
+    if (res->client_gone) return -1;
+    if (n && res->io->write(res->io, p, n) != 0) {
+        res->client_gone = true;
+        return -1;
+    }
+    return 0;
+}
+
+static int raw_flush(ccp_response *res)
+{
+    if (res->client_gone) return -1;
+    if (res->io->flush(res->io) != 0) {
+        res->client_gone = true;
+        return -1;
+    }
+    return 0;
+}
+
+static void append_headers(ccp_buf *b, const ccp_headers *h)
+{
+    for (size_t i = 0; h && i < h->count; i++) {
+        if (!ccp_http_header_value_ok(h->items[i].value) || !ccp_http_header_value_ok(h->items[i].name)) continue;
+        ccp_buf_printf(b, "%s: %s\r\n", h->items[i].name, h->items[i].value);
+    }
+}
+
+int ccp_response_begin(ccp_response *res, int status, const ccp_headers *headers)
+{
+    if (res->headers_sent) return res->client_gone ? -1 : 0;
+    res->headers_sent = true;
+    res->status = status;
+    ccp_buf b = {0};
+    ccp_buf_printf(&b, "Status: %d %s\r\n", status, ccp_http_reason(status));
+    append_headers(&b, headers);
+    append_headers(&b, res->extra);
+    ccp_buf_append_str(&b, "\r\n");
+    int rc = raw_write(res, b.data, b.len);
+    ccp_buf_free(&b);
+    if (rc == 0) rc = raw_flush(res);
+    return rc;
+}
+
+int ccp_response_write(ccp_response *res, const char *p, size_t n)
+{
+    if (raw_write(res, p, n) != 0) return -1;
+    res->bytes_out += n;
+    return raw_flush(res);
+}
+
+int ccp_response_send(ccp_response *res, int status, const char *content_type, const char *body, size_t len,
+                      const ccp_headers *headers)
+{
+    if (res->headers_sent) return -1;
+    ccp_headers h = {0};
+    if (content_type) ccp_headers_add(&h, "Content-Type", content_type);
+    char cl[32];
+    snprintf(cl, sizeof cl, "%zu", len);
+    ccp_headers_add(&h, "Content-Length", cl);
+    for (size_t i = 0; headers && i < headers->count; i++)
+        ccp_headers_add(&h, headers->items[i].name, headers->items[i].value);
+    int rc = ccp_response_begin(res, status, &h);
+    ccp_headers_free(&h);
+    if (rc == 0 && len) rc = ccp_response_write(res, body, len);
+    return rc;
+}
+
+bool ccp_response_client_gone(ccp_response *res)
+{
+    if (res->client_gone) return true;
+    int fd = res->io->hangup_fd;
+    if (fd < 0) return false;
+    struct pollfd p = {.fd = fd, .events = res->io->hangup_fd_readable ? (POLLIN | POLLRDHUP) : 0};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+        res->client_gone = true;
+    } else if (p.revents & POLLIN) {
+        /* Readable without RDHUP: only an orderly EOF counts as leaving. */
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOTSOCK))
+            res->client_gone = true;
+    }
+    return res->client_gone;
+}

@@ -1,0 +1,114 @@
+/* http: the request view and the response writer, over either a FastCGI
+ * request or plain CGI stdio (ccp_io hides which).
+ *
+ * Request invariants: header names are lower-case with '-' separators (CGI
+ * folds '-' and '_' into '_'; see ccp_http_header_name for the way back);
+ * path is the routing path, with BASE_PATH removed, always starting '/';
+ * query excludes the '?'. The body is read separately, with a size limit,
+ * after routing, so a request that is refused early is never buffered.
+ *
+ * Response invariants: headers go out once; after that only body bytes.
+ * Every ccp_response_write is followed by a flush: streams are never held. */
+#ifndef CCP_HTTP_H
+#define CCP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+typedef struct ccp_header {
+    char *name;
+    char *value;
+} ccp_header;
+
+typedef struct ccp_headers {
+    ccp_header *items;
+    size_t count;
+} ccp_headers;
+
+void ccp_headers_add(ccp_headers *h, const char *name, const char *value);
+/* Replaces every header of that name (case-insensitive) with one value. */
+void ccp_headers_set(ccp_headers *h, const char *name, const char *value);
+void ccp_headers_remove(ccp_headers *h, const char *name);
+const char *ccp_headers_get(const ccp_headers *h, const char *name);
+void ccp_headers_free(ccp_headers *h);
+
+/* The transport of one request. read returns bytes read, 0 at end, -1 on
+ * error; write and flush return 0, or -1 once the client is gone. */
+typedef struct ccp_io {
+    char **envp;
+    int (*read)(struct ccp_io *io, char *buf, int n);
+    int (*write)(struct ccp_io *io, const char *p, size_t n);
+    int (*flush)(struct ccp_io *io);
+    /* Polled for hang-up while the upstream is silent; -1 when unknown. */
+    int hangup_fd;
+    /* True when hangup_fd is the connection to the web server (readable at
+     * EOF); false for a CGI stdout pipe, which only reports POLLERR. */
+    bool hangup_fd_readable;
+    void *ctx;
+} ccp_io;
+
+typedef struct ccp_request {
+    ccp_io *io;
+    const char *method;
+    char *path;
+    char *query;
+    ccp_headers headers;
+    const char *content_type;
+    long long content_length; /* -1: not given */
+    ccp_buf body;
+    /* Set when a header value holds CR or LF: the request is refused. */
+    const char *bad_header;
+} ccp_request;
+
+typedef enum {
+    CCP_REQ_OK = 0,
+    CCP_REQ_NOT_FOUND,  /* outside BASE_PATH */
+    CCP_REQ_TOO_LARGE,  /* body over the limit */
+    CCP_REQ_SHORT_BODY, /* fewer bytes than CONTENT_LENGTH */
+    CCP_REQ_BAD,        /* unusable request line */
+} ccp_request_status;
+
+/* Builds the view from the CGI parameters. */
+ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base_path);
+/* Reads the body, refusing by CONTENT_LENGTH before reading when it is over
+ * max; without a length, stops reading once max is passed. */
+ccp_request_status ccp_request_read_body(ccp_request *r, size_t max);
+/* Reads and discards what is left of the body (bounded), so the web server
+ * is not cut off mid-send when we answer early. */
+void ccp_request_drain(ccp_request *r);
+const char *ccp_request_header(const ccp_request *r, const char *name);
+void ccp_request_free(ccp_request *r);
+
+/* "HTTP_X_API_KEY" -> "x-api-key". Returns false if env is not a header. */
+bool ccp_http_header_name(const char *env_name, size_t len, ccp_buf *out);
+/* Finds a CGI parameter in envp ("NAME=value" strings). */
+const char *ccp_http_param(char **envp, const char *name);
+
+typedef struct ccp_response {
+    ccp_io *io;
+    bool headers_sent;
+    bool client_gone;
+    int status;
+    size_t bytes_out;
+    /* Added to every response (CORS); owned by the caller. */
+    const ccp_headers *extra;
+} ccp_response;
+
+void ccp_response_init(ccp_response *res, ccp_io *io);
+/* Writes status and headers and flushes. Returns 0, or -1 if the client is gone. */
+int ccp_response_begin(ccp_response *res, int status, const ccp_headers *headers);
+/* Writes body bytes and flushes. Returns 0, or -1 if the client is gone. */
+int ccp_response_write(ccp_response *res, const char *p, size_t n);
+/* A complete small response: status, content-type, body. */
+int ccp_response_send(ccp_response *res, int status, const char *content_type, const char *body, size_t len,
+                      const ccp_headers *headers);
+/* Non-blocking check whether the client went away. */
+bool ccp_response_client_gone(ccp_response *res);
+
+const char *ccp_http_reason(int status);
+/* True if the value can go into a header line (no CR, LF or NUL). */
+bool ccp_http_header_value_ok(const char *v);
+
+#endif

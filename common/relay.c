@@ -1,0 +1,530 @@
+#include "relay.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth.h"
+#include "log.h"
+#include "sse.h"
+
+/* The per-request context: everything one exchange owns, freed in one place. */
+typedef struct exchange {
+    const ccp_runtime *rt;
+    const ccp_dialect *d;
+    ccp_request req;
+    ccp_response res;
+    ccp_headers cors;
+    const ccp_route *route;
+    bool body_read;
+
+    ccp_client_key key;
+    char key_fp[CCP_FINGERPRINT_LEN + 1];
+    const ccp_adapter *adapter;
+    json_object *body;
+    const char *model;
+    int stream;
+    int message_count;
+
+    bool sse;
+    ccp_sse_framer framer;
+    ccp_buf logged_response;
+    ccp_upstream_stats stats;
+    int log_status;
+    ccp_buf error;
+    long long start_ns;
+} exchange;
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- errors: the one finish path for failures ----------------------- */
+
+static int emit_to_client(void *ctx, const char *p, size_t n)
+{
+    exchange *x = ctx;
+    return ccp_response_write(&x->res, p, n);
+}
+
+/* Tells the client what went wrong, in its dialect: a JSON error when no
+ * header went out yet, else the SSE error event that ends the stream. */
+static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ccp_buf_reset(&x->error);
+    ccp_buf_append_str(&x->error, msg);
+
+    if (!x->body_read) ccp_request_drain(&x->req);
+    x->body_read = true;
+    ccp_buf out = {0};
+    if (!x->res.headers_sent) {
+        x->d->error_body(x->d, &out, kind, msg);
+        x->log_status = ccp_error_status(kind);
+        ccp_response_send(&x->res, x->log_status, "application/json", out.data, out.len, extra);
+    } else if (x->sse) {
+        /* Whatever half event was held back is dropped: the client gets
+         * whole events, then the error, then the end. */
+        ccp_sse_framer_free(&x->framer);
+        x->d->stream_error_event(x->d, &out, x->d->stream_error_kind, msg);
+        ccp_response_write(&x->res, out.data, out.len);
+    }
+    ccp_buf_free(&out);
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+static bool id_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~:@%+", c);
+}
+
+bool ccp_route_matches(const char *pattern, const char *path)
+{
+    size_t plen = strlen(pattern);
+    if (plen >= 2 && strcmp(pattern + plen - 2, "/*") == 0) {
+        size_t stem = plen - 1; /* keeps the '/' */
+        if (strncmp(pattern, path, stem) != 0 || !path[stem]) return false;
+        for (const char *c = path + stem; *c; c++)
+            if (!id_char(*c)) return false;
+        return strcmp(path + stem, ".") && strcmp(path + stem, "..");
+    }
+    /* A trailing slash is the same route: clients differ on it. */
+    size_t n = strlen(path);
+    if (n > 1 && path[n - 1] == '/') n--;
+    return n == plen && strncmp(pattern, path, n) == 0;
+}
+
+/* Finds the route; *path_known tells 405 from 404 when none fits. */
+static const ccp_route *find_route(const ccp_service *s, const char *method, const char *path, ccp_buf *allow)
+{
+    const ccp_route *hit = NULL;
+    for (size_t i = 0; i < s->route_count; i++) {
+        const ccp_route *r = &s->routes[i];
+        if (!ccp_route_matches(r->pattern, path)) continue;
+        if (allow->len) ccp_buf_append_str(allow, ", ");
+        ccp_buf_append_str(allow, r->method);
+        if (!hit && strcmp(r->method, method) == 0) hit = r;
+    }
+    if (allow->len) ccp_buf_append_str(allow, ", OPTIONS");
+    return hit;
+}
+
+/* ---- CORS ---------------------------------------------------------------- */
+
+static bool origin_allowed(const ccp_config *cfg, const char *origin)
+{
+    if (!origin || !*origin || !ccp_http_header_value_ok(origin)) return false;
+    if (cfg->cors_any) return true;
+    for (size_t i = 0; i < cfg->cors_count; i++)
+        if (strcasecmp(cfg->cors_origins[i], origin) == 0) return true;
+    return false;
+}
+
+static void cors_headers(exchange *x)
+{
+    const char *origin = ccp_request_header(&x->req, "origin");
+    if (!origin_allowed(x->rt->cfg, origin)) return;
+    ccp_headers_add(&x->cors, "Access-Control-Allow-Origin", origin);
+    ccp_headers_add(&x->cors, "Vary", "Origin");
+    ccp_headers_add(&x->cors, "Access-Control-Expose-Headers",
+                    "request-id, x-request-id, retry-after, retry-after-ms, x-should-retry");
+    x->res.extra = &x->cors;
+}
+
+static bool token_list_ok(const char *v)
+{
+    for (; *v; v++)
+        if (!id_char(*v) && *v != ',' && *v != ' ' && *v != '*') return false;
+    return true;
+}
+
+static void preflight(exchange *x, const char *allow)
+{
+    const char *origin = ccp_request_header(&x->req, "origin");
+    ccp_headers h = {0};
+    ccp_headers_add(&h, "Allow", allow);
+    if (origin && !origin_allowed(x->rt->cfg, origin)) {
+        fail(x, CCP_E_PERMISSION, &h,
+             "origin %s is not allowed; add it to CORS_ALLOW_ORIGINS (comma-separated, or *) to call this "
+             "service from a browser",
+             ccp_http_header_value_ok(origin) ? origin : "(invalid)");
+        ccp_headers_free(&h);
+        return;
+    }
+    if (origin) {
+        const char *want = ccp_request_header(&x->req, "access-control-request-headers");
+        ccp_headers_add(&h, "Access-Control-Allow-Methods", allow);
+        ccp_headers_add(&h, "Access-Control-Allow-Headers",
+                        want && *want && token_list_ok(want)
+                            ? want
+                            : "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, x-client-type");
+        ccp_headers_add(&h, "Access-Control-Max-Age", "86400");
+    }
+    x->log_status = 204;
+    ccp_response_send(&x->res, 204, NULL, NULL, 0, &h);
+    ccp_headers_free(&h);
+}
+
+/* ---- the body ------------------------------------------------------------ */
+
+static bool parse_body(exchange *x)
+{
+    json_tokener *tok = json_tokener_new_ex(64);
+    json_object *obj = json_tokener_parse_ex(tok, x->req.body.data ? x->req.body.data : "", (int)x->req.body.len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (jerr == json_tokener_continue || (!obj && jerr == json_tokener_success)) {
+        json_object_put(obj);
+        fail(x, CCP_E_INVALID_REQUEST, NULL,
+             "request body is not valid JSON: it ends too early (%zu bytes); send one complete JSON object",
+             x->req.body.len);
+        return false;
+    }
+    if (jerr != json_tokener_success) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "request body is not valid JSON: %s at byte %zu; send one JSON object",
+             json_tokener_error_desc(jerr), end);
+        return false;
+    }
+    for (size_t i = end; i < x->req.body.len; i++) {
+        char c = x->req.body.data[i];
+        if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+            json_object_put(obj);
+            fail(x, CCP_E_INVALID_REQUEST, NULL,
+                 "request body is not valid JSON: unexpected data after the object at byte %zu", i);
+            return false;
+        }
+    }
+    if (!json_object_is_type(obj, json_type_object)) {
+        json_object_put(obj);
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "request body must be a JSON object, not %s",
+             json_type_to_name(json_object_get_type(obj)));
+        return false;
+    }
+    x->body = obj;
+    return true;
+}
+
+static bool check_body(exchange *x)
+{
+    unsigned checks = x->route->body_checks;
+    json_object *v;
+    if (json_object_object_get_ex(x->body, "model", &v) && json_object_is_type(v, json_type_string))
+        x->model = json_object_get_string(v);
+    if (json_object_object_get_ex(x->body, "stream", &v))
+        x->stream = json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v) : -1;
+    else
+        x->stream = 0;
+    json_object *msgs = NULL;
+    if (json_object_object_get_ex(x->body, "messages", &msgs) && json_object_is_type(msgs, json_type_array))
+        x->message_count = (int)json_object_array_length(msgs);
+
+    if ((checks & CCP_BODY_MODEL) && (!x->model || !*x->model)) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "model: field required; name the model, e.g. \"model\": \"%s\"",
+             x->d->example_model);
+        return false;
+    }
+    if ((checks & CCP_BODY_MESSAGES_ARRAY) && !(msgs && json_object_is_type(msgs, json_type_array))) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL,
+             msgs ? "messages: must be an array of {\"role\",\"content\"} objects"
+                  : "messages: field required; send an array of {\"role\",\"content\"} objects");
+        return false;
+    }
+    return true;
+}
+
+/* ---- upstream headers ------------------------------------------------- */
+
+static bool dropped_request_header(const char *name)
+{
+    static const char *const exact[] = {
+        "host", "content-length", "content-type", "connection", "keep-alive", "proxy-connection",
+        "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization", "proxy-authenticate",
+        "cookie", "cookie2", "forwarded", "x-real-ip", "accept-encoding", "expect", "http2-settings",
+        "x-client-type", "x-api-key", "authorization", "via", NULL,
+    };
+    for (const char *const *p = exact; *p; p++)
+        if (strcasecmp(name, *p) == 0) return true;
+    return strncasecmp(name, "x-forwarded-", 12) == 0 || strncasecmp(name, "x-ccproxy-", 10) == 0;
+}
+
+static void build_upstream_headers(exchange *x, ccp_headers *out, bool has_body)
+{
+    const ccp_config *cfg = x->rt->cfg;
+    for (size_t i = 0; i < x->req.headers.count; i++) {
+        const ccp_header *h = &x->req.headers.items[i];
+        if (!dropped_request_header(h->name)) ccp_headers_add(out, h->name, h->value);
+    }
+    if (has_body)
+        ccp_headers_add(out, "content-type",
+                        x->req.content_type && *x->req.content_type ? x->req.content_type : "application/json");
+    for (const char *const *p = x->d->default_request_headers; p && *p; p += 2)
+        if (!ccp_headers_get(out, p[0])) ccp_headers_add(out, p[0], p[1]);
+
+    ccp_buf name = {0}, value = {0};
+    const char *key = cfg->server_api_key ? cfg->server_api_key : x->key.value;
+    ccp_key_source came_as = cfg->server_api_key ? CCP_KEY_NONE : x->key.source;
+    ccp_dialect_auth_header(x->d, cfg->upstream_auth_style, came_as, key, &name, &value);
+    ccp_headers_add(out, name.data, value.data);
+    ccp_buf_free(&name);
+    ccp_buf_free(&value);
+}
+
+/* ---- the upstream sink ------------------------------------------------ */
+
+static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
+{
+    exchange *x = ctx;
+    ccp_headers h = {0};
+    for (size_t i = 0; i < up->count; i++)
+        if (ccp_dialect_passes_header(x->d, up->items[i].name))
+            ccp_headers_add(&h, up->items[i].name, up->items[i].value);
+    const char *ct = ccp_headers_get(up, "content-type");
+    x->sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
+    if (x->sse) {
+        ccp_headers_add(&h, "Cache-Control", "no-cache");
+        ccp_headers_add(&h, "X-Accel-Buffering", "no");
+    }
+    x->log_status = status ? status : 502;
+    int rc = ccp_response_begin(&x->res, status ? status : 502, &h);
+    ccp_headers_free(&h);
+    return rc;
+}
+
+static int on_upstream_data(void *ctx, const char *p, size_t n)
+{
+    exchange *x = ctx;
+    if (x->rt->cfg->environment == CCP_ENV_TEST && !x->sse &&
+        x->logged_response.len < x->rt->cfg->log_body_max_bytes)
+        ccp_buf_append(&x->logged_response, p, n);
+    if (x->sse) return ccp_sse_framer_feed(&x->framer, p, n, emit_to_client, x);
+    return ccp_response_write(&x->res, p, n);
+}
+
+static bool on_client_gone(void *ctx)
+{
+    exchange *x = ctx;
+    return ccp_response_client_gone(&x->res);
+}
+
+/* ---- the request -------------------------------------------------------- */
+
+static void relay(exchange *x, ccp_upstream *up)
+{
+    const ccp_config *cfg = x->rt->cfg;
+    if (!ccp_dialect_client_key(x->d, &x->req.headers, &x->key)) {
+        fail(x, CCP_E_AUTH, NULL, "%s",
+             x->d->accepts_x_api_key
+                 ? "no API key: send it in the x-api-key header or as Authorization: Bearer <key>"
+                 : "no API key: send it as Authorization: Bearer <key>");
+        return;
+    }
+    ccp_auth_fingerprint(x->key.value, x->key_fp);
+    if (cfg->server_api_key && !ccp_auth_key_allowed(cfg, x->key.value)) {
+        fail(x, CCP_E_AUTH, NULL, "invalid API key: this service only accepts the keys listed in its ACCESS_KEYS");
+        return;
+    }
+
+    bool has_body = strcmp(x->req.method, "GET") != 0 && strcmp(x->req.method, "HEAD") != 0;
+    if (has_body) {
+        ccp_request_status st = ccp_request_read_body(&x->req, cfg->max_body_bytes);
+        if (st == CCP_REQ_TOO_LARGE) {
+            fail(x, CCP_E_TOO_LARGE, NULL, "request body is larger than this service accepts (%zu bytes, MAX_BODY_BYTES)",
+                 cfg->max_body_bytes);
+            return;
+        }
+        x->body_read = true;
+        if (st == CCP_REQ_SHORT_BODY) {
+            fail(x, CCP_E_INVALID_REQUEST, NULL, "request body is shorter than its Content-Length (%zu of %lld bytes)",
+                 x->req.body.len, x->req.content_length);
+            return;
+        }
+        if (x->route->body_checks & CCP_BODY_JSON_OBJECT) {
+            if (!parse_body(x) || !check_body(x)) return;
+        }
+    }
+    x->body_read = true;
+
+    ccp_buf err = {0};
+    x->adapter = ccp_adapters_select(x->rt->adapters, &x->req, x->body, &err);
+    if (!x->adapter) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
+        ccp_buf_free(&err);
+        return;
+    }
+
+    ccp_headers up_headers = {0};
+    build_upstream_headers(x, &up_headers, has_body);
+    ccp_transform t = {
+        .cfg = cfg,
+        .req = &x->req,
+        .client_key = x->key.value,
+        .body = x->body,
+        .upstream_headers = &up_headers,
+    };
+    const char *body = x->req.body.data;
+    size_t body_len = x->req.body.len;
+    if (ccp_adapter_apply(x->adapter, &t, &err) != CCP_OK) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
+        goto done;
+    }
+    if (t.body_changed && x->body) {
+        size_t n;
+        body = json_object_to_json_string_length(x->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                 &n);
+        body_len = n;
+    }
+
+    ccp_buf url = {0};
+    x->d->upstream_url(&url, cfg->upstream_base_url, x->req.path, x->req.query);
+    ccp_upstream_request ureq = {
+        .method = x->req.method,
+        .url = url.data,
+        .headers = &up_headers,
+        .body = has_body ? body : NULL,
+        .body_len = has_body ? body_len : 0,
+    };
+    ccp_upstream_sink sink = {
+        .ctx = x,
+        .on_headers = on_upstream_headers,
+        .on_data = on_upstream_data,
+        .client_gone = on_client_gone,
+        .client_fd = x->req.io->hangup_fd_readable ? x->req.io->hangup_fd : -1,
+    };
+    ccp_upstream_result r = ccp_upstream_run(up, &ureq, &sink, &x->stats, &err);
+    ccp_buf_free(&url);
+    switch (r) {
+    case CCP_UP_OK:
+        if (x->sse) ccp_sse_framer_finish(&x->framer, emit_to_client, x);
+        if (x->res.client_gone) x->log_status = 499;
+        break;
+    case CCP_UP_CLIENT_GONE:
+        ccp_buf_reset(&x->error);
+        ccp_buf_append_str(&x->error, "client disconnected; upstream transfer cancelled");
+        x->log_status = 499;
+        break;
+    case CCP_UP_UNREACHABLE:
+        fail(x, CCP_E_UPSTREAM, NULL, "%s", err.data);
+        break;
+    case CCP_UP_TIMEOUT:
+        fail(x, CCP_E_TIMEOUT, NULL, "%s", err.data);
+        break;
+    case CCP_UP_BROKEN:
+        fail(x, x->d->stream_error_kind, NULL, "%s", err.data);
+        break;
+    }
+done:
+    ccp_headers_free(&up_headers);
+    ccp_buf_free(&err);
+}
+
+static void serve_local(exchange *x)
+{
+    ccp_buf out = {0};
+    switch (x->route->kind) {
+    case CCP_ROUTE_HEALTH:
+        ccp_buf_printf(&out, "{\"status\":\"healthy\",\"service\":\"%s\"}", x->rt->service->name);
+        break;
+    case CCP_ROUTE_ADAPTERS:
+        ccp_adapters_describe(x->rt->adapters, &out);
+        break;
+    default:
+        ccp_buf_append_str(&out, x->route->static_body ? x->route->static_body : "{}");
+        break;
+    }
+    if (!x->body_read) ccp_request_drain(&x->req);
+    x->body_read = true;
+    x->log_status = 200;
+    ccp_response_send(&x->res, 200, "application/json", out.data, out.len, NULL);
+    ccp_buf_free(&out);
+}
+
+static void route_request(exchange *x, ccp_upstream *up)
+{
+    const ccp_service *s = x->rt->service;
+    ccp_buf allow = {0};
+    x->route = find_route(s, x->req.method, x->req.path, &allow);
+    if (strcmp(x->req.method, "OPTIONS") == 0) {
+        if (allow.len) preflight(x, allow.data);
+        else fail(x, CCP_E_NOT_FOUND, NULL, "no route for %s; see GET /health and the README for the routes",
+                  x->req.path);
+    } else if (!x->route && allow.len) {
+        ccp_headers h = {0};
+        ccp_headers_add(&h, "Allow", allow.data);
+        fail(x, CCP_E_METHOD, &h, "method %s is not allowed on %s; use %s", x->req.method, x->req.path, allow.data);
+        ccp_headers_free(&h);
+    } else if (!x->route) {
+        fail(x, CCP_E_NOT_FOUND, NULL, "no route for %s %s; this service serves /v1/... API paths%s%s",
+             x->req.method, x->req.path, *x->rt->cfg->base_path ? " under " : "", x->rt->cfg->base_path);
+    } else if (x->req.bad_header) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "header %s has a line break in its value; header values must be one line",
+             x->req.bad_header);
+    } else if (x->route->kind == CCP_ROUTE_RELAY) {
+        relay(x, up);
+    } else {
+        serve_local(x);
+    }
+    ccp_buf_free(&allow);
+}
+
+static void log_exchange(exchange *x)
+{
+    double ms = (double)(now_ns() - x->start_ns) / 1e6;
+    ccp_request_log l = {
+        .adapter = x->adapter ? ccp_adapter_name(x->adapter) : NULL,
+        .method = x->req.method,
+        .path = x->req.path,
+        .model = x->model,
+        .stream = x->body ? x->stream : -1,
+        .message_count = x->message_count,
+        .user_agent = ccp_request_header(&x->req, "user-agent"),
+        .status = x->log_status,
+        .duration_ms = ms,
+        .ttfb_ms = x->stats.ttfb_ms,
+        .bytes_out = x->res.bytes_out,
+        .key_fp = x->key_fp[0] ? x->key_fp : NULL,
+        .error = x->error.len ? x->error.data : NULL,
+        .request_body = x->req.body.data,
+        .request_body_len = x->req.body.len,
+        .response_body = x->logged_response.data,
+        .response_body_len = x->logged_response.len,
+    };
+    ccp_log_request(&l);
+}
+
+void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io)
+{
+    exchange x = {.rt = rt, .d = rt->service->dialect, .message_count = -1, .stream = -1};
+    x.stats.ttfb_ms = -1;
+    x.start_ns = now_ns();
+    ccp_response_init(&x.res, io);
+    ccp_request_status st = ccp_request_init(&x.req, io, rt->cfg->base_path);
+    cors_headers(&x);
+    if (st == CCP_REQ_NOT_FOUND)
+        fail(&x, CCP_E_NOT_FOUND, NULL, "no route for %s; this service is mounted under %s", x.req.path,
+             rt->cfg->base_path);
+    else if (st != CCP_REQ_OK)
+        fail(&x, CCP_E_INVALID_REQUEST, NULL, "%s", "the request line or Content-Length is malformed");
+    else
+        route_request(&x, up);
+    log_exchange(&x);
+    json_object_put(x.body);
+    ccp_sse_framer_free(&x.framer);
+    ccp_buf_free(&x.logged_response);
+    ccp_buf_free(&x.error);
+    ccp_headers_free(&x.cors);
+    ccp_request_free(&x.req);
+}

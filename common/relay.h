@@ -1,0 +1,61 @@
+/* relay: one request from start to end: route, authenticate, read and check
+ * the body, pick and apply the adapter, forward, stream the answer back,
+ * and the single finish path that decides what the client sees on failure
+ * (a JSON error if no header went out yet, else the dialect's SSE error
+ * event). A service is a route table plus a dialect; the binaries only
+ * declare theirs. */
+#ifndef CCP_RELAY_H
+#define CCP_RELAY_H
+
+#include "adapter.h"
+#include "config.h"
+#include "dialect.h"
+#include "http.h"
+#include "upstream.h"
+
+typedef enum {
+    CCP_ROUTE_RELAY,    /* forward upstream */
+    CCP_ROUTE_HEALTH,   /* {"status":"healthy","service":...} */
+    CCP_ROUTE_ADAPTERS, /* the adapter table */
+    CCP_ROUTE_STATIC,   /* a fixed JSON body */
+} ccp_route_kind;
+
+/* Body checks a relay route asks for before forwarding. */
+enum {
+    CCP_BODY_NONE = 0,
+    CCP_BODY_JSON_OBJECT = 1 << 0,
+    CCP_BODY_MODEL = 1 << 1,          /* "model": non-empty string */
+    CCP_BODY_MESSAGES_ARRAY = 1 << 2, /* "messages": array */
+};
+
+typedef struct ccp_route {
+    const char *method;  /* "GET" or "POST" */
+    const char *pattern; /* exact path; a trailing slash-star matches one id segment */
+    ccp_route_kind kind;
+    unsigned body_checks;
+    const char *static_body;
+} ccp_route;
+
+typedef struct ccp_service {
+    const char *name;         /* "claude-service" */
+    const char *program;      /* "ccproxy-claude" */
+    const char *adapter_set;  /* section of the adapters file: "claude" */
+    const ccp_dialect *dialect;
+    const ccp_route *routes;
+    size_t route_count;
+} ccp_service;
+
+/* What every worker shares (read-only after start-up). */
+typedef struct ccp_runtime {
+    const ccp_service *service;
+    const ccp_config *cfg;
+    const ccp_adapters *adapters;
+} ccp_runtime;
+
+/* Serves one request on io, using the worker's upstream handle. */
+void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io);
+
+/* Exposed for tests: does path match pattern? */
+bool ccp_route_matches(const char *pattern, const char *path);
+
+#endif

@@ -1,0 +1,36 @@
+/* sse: Server-Sent Events helpers.
+ *
+ * The framer passes a stream through in whole events: bytes up to the last
+ * event boundary (a blank line) go out at once, an incomplete tail waits for
+ * the bytes that complete it. A client therefore never holds half an event,
+ * and when the upstream dies mid-event the relay can end the stream with a
+ * well-formed error event. Complete events are never delayed. */
+#ifndef CCP_SSE_H
+#define CCP_SSE_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+/* An incomplete event larger than this is passed on anyway. */
+#define CCP_SSE_MAX_HELD (1u << 20)
+
+typedef int (*ccp_sse_emit_fn)(void *ctx, const char *p, size_t n);
+
+typedef struct ccp_sse_framer {
+    ccp_buf tail; /* bytes after the last boundary seen */
+} ccp_sse_framer;
+
+/* Feeds a chunk; emits every complete event. Returns what emit returned
+ * (0, or -1 when the client is gone). */
+int ccp_sse_framer_feed(ccp_sse_framer *f, const char *p, size_t n, ccp_sse_emit_fn emit, void *ctx);
+/* At a clean end of stream: emits the tail as it is. */
+int ccp_sse_framer_finish(ccp_sse_framer *f, ccp_sse_emit_fn emit, void *ctx);
+/* Bytes held back (an incomplete event). */
+size_t ccp_sse_framer_pending(const ccp_sse_framer *f);
+void ccp_sse_framer_free(ccp_sse_framer *f);
+
+/* Offset just past the last event boundary in p[0..n), or 0 if none. */
+size_t ccp_sse_last_boundary(const char *p, size_t n);
+
+#endif

@@ -1,0 +1,833 @@
+"""Integration harness: mock upstream + ccproxy-claude (spawn-fcgi) + nginx, on loopback.
+
+Standard library only. A `Suite` owns one mock upstream (shared: every test request
+carries its own `x-mock-id`) and lazily started `Stack`s, one per configuration
+(see STACKS). Everything it starts runs in its own process group and is stopped by
+`Suite.close()`, which the runner calls in a `finally` (also on failure, Ctrl-C and
+SIGTERM).
+
+Also here: a small raw-socket HTTP/1.1 client (exact control over headers, bodies,
+incremental reading of SSE events, closing mid-stream) and the plain-CGI runner.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MOCK = REPO / "tests" / "mock_upstream.py"
+RENDER = REPO / "scripts" / "render-nginx.sh"
+
+
+def bin_dir():
+    d = Path(os.environ.get("CCPROXY_BIN_DIR") or "build/bin")
+    return d if d.is_absolute() else REPO / d
+
+
+def claude_bin():
+    return bin_dir() / "ccproxy-claude"
+
+
+# Keys used by the suite: the log test greps every log for each of them.
+CLIENT_KEY = "sk-ant-api03-CLIENTKEY-" + "a1b2c3d4e5f6" * 4
+BEARER_KEY = "sk-ant-api03-BEARERKEY-" + "0f1e2d3c4b5a" * 4
+BARE_KEY = "sk-ant-api03-BAREKEY-" + "9a8b7c6d5e4f" * 4
+SERVER_KEY = "sk-ant-api03-SERVERKEY-" + "5e5e5e5e5e5e" * 4
+ACCESS_PLAIN = "ccp-access-plain-" + "77aa" * 8
+ACCESS_HASHED = "ccp-access-hashed-" + "88bb" * 8
+ACCESS_WRONG = "ccp-access-wrong-" + "99cc" * 8
+ALL_KEYS = {CLIENT_KEY, BEARER_KEY, BARE_KEY, SERVER_KEY, ACCESS_PLAIN, ACCESS_HASHED, ACCESS_WRONG}
+
+ALLOWED_ORIGIN = "https://allowed.example"
+
+
+def sha256_hex(s):
+    return hashlib.sha256(s.encode() if isinstance(s, str) else s).hexdigest()
+
+
+# name -> dict(env=..., upstream_path=..., upstream="mock"|"closed")
+STACKS = {
+    # the default deployment: client keys pass through, generous timeouts
+    "main": dict(env={"CORS_ALLOW_ORIGINS": ALLOWED_ORIGIN, "WORKER_THREADS": "256"}),
+    # server-held key; clients must present a key from ACCESS_KEYS
+    "serverkey": dict(env={"ANTHROPIC_API_KEY": SERVER_KEY,
+                           "ACCESS_KEYS": "%s,sha256:%s" % (ACCESS_PLAIN, sha256_hex(ACCESS_HASHED))}),
+    # mounted under /claude, upstream base URL with a path
+    "prefix": dict(env={"BASE_PATH": "/claude"}, upstream_path="/api"),
+    # tiny body limit, two worker threads (keep-alive reuse is observable)
+    "small": dict(env={"MAX_BODY_BYTES": "4096", "WORKER_THREADS": "2"}),
+    # upstream idle timeout of 1 s
+    "timeout": dict(env={"HTTP_TIMEOUT": "1"}),
+    # upstream is a closed port
+    "down": dict(upstream="closed", env={"HTTP_CONNECT_TIMEOUT": "3"}),
+    # the responder gets killed by its test (nginx's own 502)
+    "killable": dict(env={}),
+}
+
+BASE_ENV = {
+    "ENVIRONMENT": "test",
+    "LOG_FORMAT": "json",
+    "LOG_LEVEL": "debug",
+    "HTTP_TIMEOUT": "30",
+    "HTTP_CONNECT_TIMEOUT": "5",
+}
+
+
+class HarnessError(Exception):
+    pass
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def closed_port():
+    """A loopback port with nothing listening (bound then released)."""
+    return free_port()
+
+
+def wait_for(pred, timeout, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise HarnessError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def can_connect(addr):
+    fam = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(1)
+    try:
+        s.connect(addr)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def minimal_env():
+    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
+           "LANG": "C.UTF-8"}
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TMPDIR"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    return env
+
+
+class Proc:
+    """A child in its own process group; stop() ends that group only."""
+
+    def __init__(self, name, argv, env=None, cwd=None, stdout=None, stderr=None):
+        self.name = name
+        self.argv = argv
+        self.p = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                  stdout=stdout or subprocess.DEVNULL,
+                                  stderr=stderr or subprocess.DEVNULL,
+                                  start_new_session=True)
+        self.pid = self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, sig=signal.SIGTERM, grace=5.0):
+        if self.p.poll() is None:
+            self.signal(sig)
+            try:
+                self.p.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # whatever is left of the group (children that outlived the leader)
+        self.signal(signal.SIGKILL)
+        try:
+            self.p.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class Response:
+    def __init__(self, status, reason, headers, body, clean_end=True):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value) as received
+        self.body = body
+        self.clean_end = clean_end
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    def json(self):
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise AssertionError("body is not JSON (status %d): %r" % (self.status, self.body[:300]))
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.body[:200])
+
+
+class Conn:
+    """One raw HTTP/1.1 exchange over a TCP (or unix) socket."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=30.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.port = port
+        self.status = None
+        self.headers = None
+        self._pieces = None
+        self._ebuf = bytearray()
+        self.body_so_far = bytearray()
+        self.clean_end = None
+
+    # -- sending
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send_request(self, method, path, headers=(), body=None, host=None, close=True):
+        body = body.encode() if isinstance(body, str) else body
+        names = {k.lower() for k, _ in headers}
+        lines = ["%s %s HTTP/1.1" % (method, path)]
+        if "host" not in names:
+            lines.append("Host: %s" % (host or "127.0.0.1:%d" % self.port))
+        for k, v in headers:
+            lines.append("%s: %s" % (k, v))
+        if body is not None and "content-length" not in names and "transfer-encoding" not in names:
+            lines.append("Content-Length: %d" % len(body))
+        elif body is None and method in ("POST", "PUT", "PATCH") and "content-length" not in names:
+            lines.append("Content-Length: 0")
+        if close and "connection" not in names:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+        self.sock.sendall(head + (body or b""))
+
+    # -- receiving
+    def _recv(self):
+        d = self.sock.recv(262144)
+        if not d:
+            raise EOFError("connection closed by server")
+        self.buf += d
+
+    def _line(self):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i + 1])
+                del self.buf[:i + 1]
+                return line.rstrip(b"\r\n")
+            self._recv()
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._recv()
+        d = bytes(self.buf[:n])
+        del self.buf[:n]
+        return d
+
+    def read_head(self):
+        while True:
+            line = self._line()
+            parts = line.decode("latin-1").split(" ", 2)
+            status = int(parts[1])
+            reason = parts[2] if len(parts) > 2 else ""
+            headers = []
+            while True:
+                h = self._line()
+                if not h:
+                    break
+                k, _, v = h.decode("latin-1").partition(":")
+                headers.append((k.strip(), v.strip()))
+            if 100 <= status < 200:
+                continue
+            self.status, self.reason, self.headers = status, reason, headers
+            self._pieces = self._body_gen()
+            return status, headers
+
+    def header(self, name):
+        for k, v in self.headers or ():
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def _body_gen(self):
+        te = (self.header("transfer-encoding") or "").lower()
+        cl = self.header("content-length")
+        self.clean_end = False
+        if "chunked" in te:
+            while True:
+                size = int(self._line().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    self.clean_end = True
+                    return
+                yield self._exact(size)
+                self._exact(2)
+        elif cl is not None:
+            left = int(cl)
+            while left > 0:
+                if not self.buf:
+                    self._recv()
+                d = bytes(self.buf[:left])
+                del self.buf[:len(d)]
+                left -= len(d)
+                yield d
+            self.clean_end = True
+        else:
+            while True:
+                if self.buf:
+                    d = bytes(self.buf)
+                    self.buf.clear()
+                    yield d
+                try:
+                    self._recv()
+                except EOFError:
+                    self.clean_end = True
+                    return
+
+    def read_piece(self):
+        """Next piece of the decoded body, or None at its (clean) end. EOFError if cut."""
+        try:
+            d = next(self._pieces)
+        except StopIteration:
+            return None
+        self.body_so_far += d
+        return d
+
+    def read_event(self):
+        """The next complete SSE event (bytes up to and including the blank line),
+        or the trailing remainder / None at the end of the body."""
+        while True:
+            i = self._ebuf.find(b"\n\n")
+            if i >= 0:
+                ev = bytes(self._ebuf[:i + 2])
+                del self._ebuf[:i + 2]
+                return ev
+            d = self.read_piece()
+            if d is None:
+                if self._ebuf:
+                    ev = bytes(self._ebuf)
+                    self._ebuf.clear()
+                    return ev
+                return None
+            self._ebuf += d
+
+    def read_all(self):
+        while self.read_piece() is not None:
+            pass
+        return bytes(self.body_so_far)
+
+    def response(self):
+        body = self.read_all()
+        return Response(self.status, self.reason, self.headers, body, self.clean_end)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def request(port, method, path, headers=(), body=None, timeout=30.0, host=None):
+    c = Conn(port, timeout=timeout)
+    try:
+        c.send_request(method, path, headers, body, host=host)
+        c.read_head()
+        return c.response()
+    finally:
+        c.close()
+
+
+def api_headers(key=CLIENT_KEY, mock_id=None, behavior=None, extra=(), version=True,
+                content_type=True):
+    h = []
+    if key is not None:
+        h.append(("x-api-key", key))
+    if version:
+        h.append(("anthropic-version", "2023-06-01"))
+    if content_type:
+        h.append(("content-type", "application/json"))
+    if mock_id:
+        h.append(("x-mock-id", mock_id))
+    if behavior:
+        h.append(("x-mock-behavior", behavior))
+    h.extend(extra)
+    return h
+
+
+def message_body(stream=False, model="claude-sonnet-4-20250514", text="Hello, Claude", **extra):
+    obj = {"model": model, "max_tokens": 1024,
+           "messages": [{"role": "user", "content": text}]}
+    if stream:
+        obj["stream"] = True
+    obj.update(extra)
+    return json.dumps(obj).encode()
+
+
+def new_id(prefix="t"):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:16])
+
+
+# --------------------------------------------------------------------------- mock
+
+
+class Mock:
+    def __init__(self, tmp):
+        self.port_file = os.path.join(tmp, "mock.port")
+        self.log = open(os.path.join(tmp, "mock.stderr"), "wb")
+        self.proc = Proc("mock", [sys.executable, str(MOCK), "--port", "0",
+                                  "--port-file", self.port_file],
+                         env=minimal_env(), stderr=self.log)
+        wait_for(lambda: os.path.exists(self.port_file) or not self.proc.alive(), 10,
+                 what="mock port file")
+        if not self.proc.alive():
+            raise HarnessError("mock upstream exited at start")
+        self.port = int(open(self.port_file).read())
+        self.base = "http://127.0.0.1:%d" % self.port
+
+    def call(self, method, path, timeout=30.0):
+        r = request(self.port, method, path, timeout=timeout)
+        return r.status, r.json()
+
+    def records(self, mock_id=None):
+        q = "/_mock/requests" + ("?id=%s" % mock_id if mock_id else "")
+        return self.call("GET", q)[1]["requests"]
+
+    def record(self, mock_id):
+        recs = self.records(mock_id)
+        if not recs:
+            raise AssertionError("the mock received no request with x-mock-id %s" % mock_id)
+        return recs[-1]
+
+    def wait(self, mock_id, state="finished", timeout=10.0):
+        st, obj = self.call("GET", "/_mock/wait?id=%s&state=%s&timeout=%s" % (mock_id, state, timeout),
+                            timeout=timeout + 10)
+        return st == 200, obj.get("request")
+
+    def wait_gate(self, gate, waiters=1, timeout=10.0):
+        st, obj = self.call("GET", "/_mock/wait?gate=%s&waiters=%d&timeout=%s" % (gate, waiters, timeout),
+                            timeout=timeout + 10)
+        return st == 200, obj.get("waiting")
+
+    def release(self, gate, n=1, all=False):
+        self.call("POST", "/_mock/release?gate=%s&%s" % (gate, "all=1" if all else "n=%d" % n))
+
+    def stop(self):
+        self.proc.stop()
+        self.log.close()
+
+
+def rec_headers(rec):
+    """Upstream request headers recorded by the mock, as {lowercase name: [values]}."""
+    out = {}
+    for k, v in rec["headers"]:
+        out.setdefault(k.lower(), []).append(v)
+    return out
+
+
+def rec_body(rec):
+    return base64.b64decode(rec.get("body_b64") or "")
+
+
+def rec_response(rec):
+    return base64.b64decode(rec["response_b64"])
+
+
+# --------------------------------------------------------------------------- stack
+
+
+class Stack:
+    """ccproxy-claude under spawn-fcgi + nginx rendered by scripts/render-nginx.sh."""
+
+    def __init__(self, suite, name, env=None, upstream="mock", upstream_path=""):
+        self.suite = suite
+        self.name = name
+        self.dir = os.path.join(suite.tmp, name)
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)
+        self.sock = os.path.join(self.dir, "claude.sock")
+        self.stderr_path = os.path.join(self.dir, "responder.stderr")
+        self.nginx_dir = os.path.join(self.dir, "nginx")
+        os.makedirs(self.nginx_dir)
+        self.responder = None
+        self.nginx = None
+        if upstream == "closed":
+            self.upstream_port = closed_port()
+        else:
+            self.upstream_port = suite.mock.port
+        self.upstream_url = "http://127.0.0.1:%d%s" % (self.upstream_port, upstream_path)
+        self.env = dict(BASE_ENV)
+        self.env["ANTHROPIC_BASE_URL"] = self.upstream_url
+        self.env.update(env or {})
+        self.port = None
+
+    def responder_env(self):
+        env = minimal_env()
+        env.update(self.env)
+        return env
+
+    def start(self):
+        b = claude_bin()
+        if not os.access(b, os.X_OK):
+            raise HarnessError("responder binary %s not built (run make)" % b)
+        if not os.access(RENDER, os.R_OK):
+            raise HarnessError("%s missing" % RENDER)
+        self.start_responder()
+        self.start_nginx()
+
+    def start_responder(self):
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+        self._stderr = open(self.stderr_path, "ab")
+        self.responder = Proc("responder", ["spawn-fcgi", "-n", "-s", self.sock, "-M", "0666",
+                                            "--", str(claude_bin())],
+                              env=self.responder_env(), cwd=self.dir,
+                              stdout=self._stderr, stderr=self._stderr)
+        try:
+            wait_for(lambda: can_connect(self.sock) or not self.responder.alive(), 15,
+                     what="responder socket %s" % self.sock)
+        except HarnessError:
+            raise HarnessError("responder did not listen: %s" % self.stderr_tail())
+        if not self.responder.alive():
+            raise HarnessError("responder exited at start (rc %s): %s"
+                               % (self.responder.p.returncode, self.stderr_tail()))
+
+    def start_nginx(self):
+        last = ""
+        for attempt in range(3):
+            self.port = free_port()
+            renv = minimal_env()
+            renv.update({
+                "CLAUDE_SERVICE_HOST": "127.0.0.1",
+                "CLAUDE_SERVICE_PORT": str(self.port),
+                "CLAUDE_FCGI_SOCKET": self.sock,
+                "HTTP_TIMEOUT": self.env.get("HTTP_TIMEOUT", "30"),
+            })
+            for k in ("MAX_BODY_BYTES", "BASE_PATH"):
+                if k in self.env:
+                    renv[k] = self.env[k]
+            r = subprocess.run(["bash", str(RENDER), self.nginx_dir], env=renv, cwd=str(REPO),
+                               capture_output=True, timeout=30)
+            if r.returncode != 0:
+                raise HarnessError("render-nginx.sh failed (%d): %s" % (r.returncode, r.stderr.decode()[-800:]))
+            conf = os.path.join(self.nginx_dir, "nginx.conf")
+            os.makedirs(os.path.join(self.nginx_dir, "logs"), exist_ok=True)
+            self.nginx_err = os.path.join(self.nginx_dir, "logs", "error.log")
+            self._nginx_out = open(os.path.join(self.dir, "nginx.stderr"), "ab")
+            self.nginx = Proc("nginx", ["nginx", "-p", self.nginx_dir, "-c", conf, "-e", self.nginx_err,
+                                        "-g", "daemon off;"],
+                              cwd=self.nginx_dir, env=minimal_env(),
+                              stdout=self._nginx_out, stderr=self._nginx_out)
+            try:
+                wait_for(lambda: can_connect(("127.0.0.1", self.port)) or not self.nginx.alive(), 15,
+                         what="nginx on port %d" % self.port)
+            except HarnessError as e:
+                last = str(e)
+            if self.nginx.alive() and can_connect(("127.0.0.1", self.port)):
+                return
+            self.nginx.stop()
+            last = last or self.file_tail(self.nginx_err) + self.file_tail(os.path.join(self.dir, "nginx.stderr"))
+        raise HarnessError("nginx did not start: %s" % last)
+
+    @staticmethod
+    def file_tail(path, n=1500):
+        try:
+            with open(path, "rb") as f:
+                return f.read()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stderr_tail(self, n=1500):
+        return self.file_tail(self.stderr_path, n)
+
+    def log_text(self):
+        return self.file_tail(self.stderr_path, 1 << 30)
+
+    def log_lines(self):
+        out = []
+        for line in self.log_text().splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    def all_logs(self):
+        """(path, text) of every log this stack wrote."""
+        paths = [self.stderr_path, os.path.join(self.dir, "nginx.stderr")]
+        logs = os.path.join(self.nginx_dir, "logs")
+        if os.path.isdir(logs):
+            paths += [os.path.join(logs, f) for f in os.listdir(logs)]
+        return [(p, self.file_tail(p, 1 << 30)) for p in paths if os.path.isfile(p)]
+
+    def url(self, path):
+        return path
+
+    def request(self, method, path, headers=(), body=None, timeout=30.0, host=None):
+        return request(self.port, method, path, headers, body, timeout=timeout, host=host)
+
+    def open(self, method, path, headers=(), body=None, timeout=30.0):
+        c = Conn(self.port, timeout=timeout)
+        c.send_request(method, path, headers, body)
+        return c
+
+    def kill_responder(self):
+        if self.responder:
+            self.responder.stop(signal.SIGKILL, grace=2)
+
+    def stop(self):
+        for p in (self.nginx, self.responder):
+            if p is not None:
+                p.stop(signal.SIGTERM, grace=5)
+        for f in ("_stderr", "_nginx_out"):
+            if hasattr(self, f):
+                getattr(self, f).close()
+
+
+# --------------------------------------------------------------------------- CGI
+
+
+class CGIResult:
+    def __init__(self, rc, stdout, stderr):
+        self.rc = rc
+        self.raw = stdout
+        self.stderr = stderr.decode("utf-8", "replace")
+        head, sep, body = stdout.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, body = stdout.partition(b"\n\n")
+        self.headers = []
+        for line in head.decode("latin-1").splitlines():
+            if ":" in line:
+                k, _, v = line.partition(":")
+                self.headers.append((k.strip(), v.strip()))
+        self.body = body
+        st = self.header("status")
+        self.status = int(st.split()[0]) if st else (200 if sep else None)
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def json(self):
+        try:
+            return json.loads(self.body.decode())
+        except (ValueError, UnicodeDecodeError):
+            raise AssertionError("CGI body not JSON (rc %s): %r / stderr %s" % (self.rc, self.raw[:300], self.stderr[-300:]))
+
+
+def run_cgi(env, method, path_info, headers=(), body=b"", query="", script="/cgi-bin/ccproxy-claude",
+            timeout=30.0, cwd=None, content_length=None):
+    """Run the responder once as plain CGI (fd 0 a pipe, not a socket)."""
+    e = minimal_env()
+    e.update(BASE_ENV)
+    e.update(env)
+    uri = script + path_info + ("?" + query if query else "")
+    e.update({
+        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_SOFTWARE": "ccproxy-it", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": method, "SCRIPT_NAME": script,
+        "PATH_INFO": path_info, "REQUEST_URI": uri, "QUERY_STRING": query,
+    })
+    if body is not None:
+        e["CONTENT_LENGTH"] = str(len(body) if content_length is None else content_length)
+    for k, v in headers:
+        lk = k.lower()
+        if lk == "content-type":
+            e["CONTENT_TYPE"] = v
+        elif lk == "content-length":
+            e["CONTENT_LENGTH"] = v
+        else:
+            e["HTTP_" + k.upper().replace("-", "_")] = v
+    r = subprocess.run([str(claude_bin())], input=body or b"", env=e, capture_output=True,
+                       timeout=timeout, cwd=cwd or tempfile.gettempdir())
+    return CGIResult(r.returncode, r.stdout, r.stderr)
+
+
+# --------------------------------------------------------------------------- suite
+
+
+class Suite:
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="ccproxy-it-")
+        os.chmod(self.tmp, 0o755)
+        self._mock = None
+        self.stacks = {}
+        self.cgi_logs = []  # stderr texts of CGI runs, for the key-leak test
+
+    @property
+    def mock(self):
+        if self._mock is None:
+            self._mock = Mock(self.tmp)
+        return self._mock
+
+    def stack(self, name):
+        st = self.stacks.get(name)
+        if st is None:
+            spec = STACKS[name]
+            st = Stack(self, name, env=spec.get("env"), upstream=spec.get("upstream", "mock"),
+                       upstream_path=spec.get("upstream_path", ""))
+            self.stacks[name] = st
+            try:
+                st.start()
+            except Exception:
+                st.stop()
+                del self.stacks[name]
+                raise
+        return st
+
+    def cgi(self, method, path_info, headers=(), body=b"", env=None, **kw):
+        e = {"ANTHROPIC_BASE_URL": self.mock.base}
+        e.update(env or {})
+        r = run_cgi(e, method, path_info, headers, body, **kw)
+        self.cgi_logs.append(r.stderr)
+        return r
+
+    def close(self, keep=False):
+        for st in list(self.stacks.values()):
+            try:
+                st.stop()
+            except Exception:
+                pass
+        if self._mock is not None:
+            try:
+                self._mock.stop()
+            except Exception:
+                pass
+        if not keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- asserts
+
+
+def check(cond, msg, *args):
+    if not cond:
+        raise AssertionError(msg % args if args else msg)
+
+
+def eq(a, b, what):
+    if a != b:
+        raise AssertionError("%s: expected %r, got %r" % (what, b, a))
+
+
+def assert_anthropic_error(resp, status, etype=None, what=""):
+    """resp: Response or CGIResult."""
+    st = resp.status
+    body = resp.body
+    if st != status:
+        raise AssertionError("%sexpected status %d, got %s; body %r" % (what and what + ": ", status, st, body[:300]))
+    obj = resp.json()
+    check(isinstance(obj, dict) and obj.get("type") == "error" and isinstance(obj.get("error"), dict),
+          "%snot an Anthropic error shape: %r", what and what + ": ", body[:300])
+    err = obj["error"]
+    check(isinstance(err.get("type"), str) and isinstance(err.get("message"), str) and err["message"],
+          "%serror.type/message missing: %r", what and what + ": ", body[:300])
+    if etype:
+        eq(err["type"], etype, "%serror.type" % (what and what + ": "))
+    ct = resp.header("content-type") or ""
+    check(ct.startswith("application/json"), "%scontent-type %r is not application/json",
+          what and what + ": ", ct)
+    return obj
+
+
+def parse_events(body):
+    """[(event name, data json or raw)] from an SSE body."""
+    out = []
+    for block in body.split(b"\n\n"):
+        if not block.strip():
+            continue
+        name, data = None, []
+        for line in block.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:].strip().decode()
+            elif line.startswith(b"data:"):
+                data.append(line[5:].lstrip(b" "))
+        raw = b"\n".join(data)
+        try:
+            val = json.loads(raw.decode())
+        except (ValueError, UnicodeDecodeError):
+            val = raw
+        out.append((name, val))
+    return out
+
+
+def same_bytes(got, sent, what):
+    """Assert byte identity, naming the first differing offset."""
+    if got == sent:
+        return
+    n = min(len(got), len(sent))
+    i = next((k for k in range(n) if got[k] != sent[k]), n)
+    raise AssertionError("%s differs from what the upstream sent: %d bytes received vs %d sent; "
+                         "first difference at byte %d: got %r, sent %r"
+                         % (what, len(got), len(sent), i, got[max(0, i - 20):i + 40],
+                            sent[max(0, i - 20):i + 40]))
+
+
+def wait_record(suite, mock_id, state="finished", timeout=15.0):
+    ok, rec = suite.mock.wait(mock_id, state, timeout)
+    if rec is None:
+        raise AssertionError("the mock received no request with x-mock-id %s" % mock_id)
+    if not ok:
+        raise AssertionError("mock record %s did not reach state %s within %ss (state %s)"
+                             % (mock_id, state, timeout, rec.get("state")))
+    return rec
+
+
+def assert_not_forwarded(suite, mock_id, what):
+    recs = suite.mock.records(mock_id)
+    check(not recs, "%s: the request was forwarded upstream but must not be", what)
+
+
+def check_passed_headers(resp, rec, what):
+    """request-id and every anthropic-ratelimit-*/retry-after/x-should-retry the mock sent
+    reach the client with the same value; infra headers and set-cookie do not."""
+    sent = rec["response_headers"] or []
+    for k, v in sent:
+        lk = k.lower()
+        if lk in ("request-id", "retry-after", "retry-after-ms", "x-should-retry") or \
+                lk.startswith("anthropic-ratelimit-"):
+            eq(resp.header(lk), v, "%s: response header %s" % (what, lk))
+    for h in ("set-cookie", "cf-ray", "via"):
+        check(resp.header(h) is None, "%s: upstream header %s must not be passed back (got %r)",
+              what, h, resp.header(h))
