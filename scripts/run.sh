@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make run`: nginx plus the responders in the foreground, from this checkout.
+# Honours the environment and the .env file (CCPROXY_ENV_FILE, default ./.env);
+# Ctrl-C or SIGTERM stops everything it started.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${CCPROXY_BIN_DIR:-$here/build/bin}
+
+# The responders read .env themselves; this only takes the values nginx's
+# rendering needs (ports, hosts, timeouts), without overriding the environment.
+env_file=${CCPROXY_ENV_FILE:-.env}
+if [ -f "$env_file" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+        line=${line#export }
+        [[ $line =~ ^[[:space:]]*([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=[[:space:]]*(.*)$ ]] || continue
+        k=${BASH_REMATCH[1]} v=${BASH_REMATCH[2]}
+        v=${v%%[[:space:]]#*}; v=${v%\"}; v=${v#\"}; v=${v%\'}; v=${v#\'}
+        [ -z "${!k+x}" ] && export "$k=$v"
+    done < "$env_file"
+fi
+
+run=$here/build/run
+mkdir -p "$run"
+# A unix socket path must fit in 108 bytes.
+[ ${#run} -gt 80 ] && run=$(mktemp -d /tmp/ccproxy-run.XXXXXX)
+export CLAUDE_FCGI_SOCKET=$run/claude.sock
+services=(claude)
+
+for s in "${services[@]}"; do
+    "$bin/ccproxy-$s" --check-config > /dev/null || { echo "run: fix the configuration above and try again" >&2; exit 2; }
+done
+"$here/scripts/render-nginx.sh" "$run/nginx" > /dev/null
+
+pids=()
+cleanup() {
+    trap - INT TERM EXIT
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -f "$CLAUDE_FCGI_SOCKET"
+    echo "run: stopped"
+}
+trap cleanup INT TERM EXIT
+
+rm -f "$CLAUDE_FCGI_SOCKET"
+spawn-fcgi -n -s "$CLAUDE_FCGI_SOCKET" -M 0660 -- "$bin/ccproxy-claude" &
+pids+=($!)
+for _ in $(seq 50); do [ -S "$CLAUDE_FCGI_SOCKET" ] && break; sleep 0.1; done
+
+nginx -p "$run/nginx" -c "$run/nginx/nginx.conf" -e "$run/nginx/logs/error.log" -g 'daemon off;' &
+pids+=($!)
+
+host=${CLAUDE_SERVICE_HOST:-127.0.0.1}
+echo "run: claude service (Anthropic Messages API) on http://$host:${CLAUDE_SERVICE_PORT:-8001}"
+echo "run: upstream ${ANTHROPIC_BASE_URL:-https://api.anthropic.com}; nginx logs in $run/nginx/logs; Ctrl-C stops"
+# Any child exiting ends the run: a half-started stack is worse than none.
+wait -n "${pids[@]}" || true

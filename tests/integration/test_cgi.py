@@ -1,0 +1,129 @@
+"""The same binary as plain CGI (fd 0 a pipe): one request from the environment and stdin,
+the mock as upstream. Also start-up configuration checks, which CGI makes cheap."""
+
+from harness import *
+
+
+def _cgi_msg(s, stream, mid, behavior=None, headers=None, env=None, **kw):
+    return s.cgi("POST", "/v1/messages", headers or api_headers(mock_id=mid, behavior=behavior),
+                 message_body(stream=stream), env=env, **kw)
+
+
+def test_cgi_nonstream(s):
+    mid = new_id()
+    r = _cgi_msg(s, False, mid)
+    eq(r.status, 200, "CGI status (stderr: %s)" % r.stderr[-300:])
+    rec = wait_record(s, mid)
+    same_bytes(r.body, rec_response(rec), "CGI non-stream body")
+    eq(r.header("request-id"), rec["request_id"], "request-id")
+
+
+def test_cgi_stream(s):
+    mid = new_id()
+    r = _cgi_msg(s, True, mid)
+    eq(r.status, 200, "CGI status (stderr: %s)" % r.stderr[-300:])
+    rec = wait_record(s, mid)
+    same_bytes(r.body, rec_response(rec), "CGI stream body")
+    check((r.header("content-type") or "").startswith("text/event-stream"), "content-type %r", r.header("content-type"))
+    eq((r.header("cache-control"), (r.header("x-accel-buffering") or "").lower()), ("no-cache", "no"),
+       "stream headers cache-control, x-accel-buffering")
+
+
+def test_cgi_error_no_key(s):
+    mid = new_id()
+    r = _cgi_msg(s, False, mid, headers=api_headers(key=None, mock_id=mid))
+    assert_anthropic_error(r, 401, "authentication_error", "CGI no key")
+    assert_not_forwarded(s, mid, "CGI no key")
+
+
+def test_cgi_upstream_429_passthrough(s):
+    mid = new_id()
+    r = _cgi_msg(s, True, mid, behavior="status=429")
+    rec = wait_record(s, mid)
+    eq(r.status, 429, "status")
+    same_bytes(r.body, rec_response(rec), "CGI 429 body")
+    eq((r.header("retry-after"), r.header("x-should-retry")), ("7", "true"), "retry headers")
+    eq(r.header("anthropic-ratelimit-requests-remaining"), "0", "rate-limit header")
+
+
+def test_cgi_mid_stream_death(s):
+    mid = new_id()
+    r = _cgi_msg(s, True, mid, behavior="die_after=3")
+    rec = wait_record(s, mid)
+    sent = rec_response(rec)
+    check(r.body.startswith(sent), "events before the failure not relayed intact")
+    ev = parse_events(r.body[len(sent):])
+    check(len(ev) == 1 and ev[0][0] == "error" and ev[0][1]["error"]["type"] == "api_error",
+          "expected one event: error (api_error) after the relayed events, got %r", r.body[len(sent):][:300])
+
+
+def test_cgi_crlf_header_refused(s):
+    for value in ("cli\r\nx-injected: 1", "cli\nx-injected: 1", "cli\rx"):
+        mid = new_id()
+        r = _cgi_msg(s, False, mid, headers=api_headers(mock_id=mid, extra=[("x-app", value)]))
+        assert_anthropic_error(r, 400, "invalid_request_error", "header value %r" % value)
+        assert_not_forwarded(s, mid, "CR/LF header %r" % value)
+
+
+def test_cgi_413_checked_before_reading(s):
+    """CONTENT_LENGTH over MAX_BODY_BYTES: 413 at once, without waiting for the body."""
+    mid = new_id()
+    t0 = time.monotonic()
+    r = s.cgi("POST", "/v1/messages", api_headers(mock_id=mid), b'{"model":"x"', env={"MAX_BODY_BYTES": "4096"},
+              content_length=100000000, timeout=20)
+    assert_anthropic_error(r, 413, "request_too_large", "CGI CONTENT_LENGTH over MAX_BODY_BYTES")
+    check(time.monotonic() - t0 < 10, "413 was slow")
+    assert_not_forwarded(s, mid, "CGI oversized")
+
+
+def test_cgi_path_info_and_query(s):
+    mid = new_id()
+    r = s.cgi("GET", "/v1/models", api_headers(mock_id=mid, content_type=False), body=None, query="limit=1000")
+    eq(r.status, 200, "status (stderr: %s)" % r.stderr[-300:])
+    rec = wait_record(s, mid)
+    eq((rec["path"], rec["query"]), ("/v1/models", "limit=1000"), "upstream path and query")
+    same_bytes(r.body, rec_response(rec), "models body")
+
+
+def test_cgi_health(s):
+    r = s.cgi("GET", "/health", body=None)
+    eq(r.status, 200, "status")
+    eq(r.json().get("status"), "healthy", "health")
+
+
+def test_config_env_file(s):
+    d = tempfile.mkdtemp(dir=s.tmp)
+    envf = os.path.join(d, "custom.env")
+    with open(envf, "w") as f:
+        f.write("# cc-proxy test\nANTHROPIC_BASE_URL=%s\nLOG_FORMAT=json\n" % s.mock.base)
+    mid = new_id()
+    r = run_cgi({"CCPROXY_ENV_FILE": envf}, "POST", "/v1/messages", api_headers(mock_id=mid), message_body())
+    s.cgi_logs.append(r.stderr)
+    eq(r.status, 200, "CCPROXY_ENV_FILE status (stderr: %s)" % r.stderr[-300:])
+    wait_record(s, mid)
+    with open(os.path.join(d, ".env"), "w") as f:
+        f.write("ANTHROPIC_BASE_URL=%s\n" % s.mock.base)
+    mid = new_id()
+    r = run_cgi({}, "POST", "/v1/messages", api_headers(mock_id=mid), message_body(), cwd=d)
+    s.cgi_logs.append(r.stderr)
+    eq(r.status, 200, "./.env status (stderr: %s)" % r.stderr[-300:])
+    wait_record(s, mid)
+
+
+def test_config_bad_values_refused(s):
+    cases = [({"HTTP_TIMEOUT": "abc"}, "HTTP_TIMEOUT"),
+             ({"MAX_BODY_BYTES": "-5"}, "MAX_BODY_BYTES"),
+             ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+             ({"ENVIRONMENT": "staging"}, "ENVIRONMENT"),
+             ({"ANTHROPIC_API_KEY": SERVER_KEY}, "ACCESS_KEYS")]
+    for env, var in cases:
+        e = {"ANTHROPIC_BASE_URL": s.mock.base}
+        e.update(env)
+        mid = new_id()
+        r = run_cgi(e, "POST", "/v1/messages", api_headers(mock_id=mid), message_body(), timeout=20)
+        s.cgi_logs.append(r.stderr)
+        check(r.rc != 0 or (r.status or 0) >= 500, "%s: start-up was not refused (rc %s, status %s)", env, r.rc, r.status)
+        check(var in r.stderr, "%s: the refusal does not name %s: %r", env, var, r.stderr[-400:])
+        check(SERVER_KEY not in r.stderr and SERVER_KEY not in r.raw.decode("latin-1"),
+              "%s: the server key was printed", env)
+        assert_not_forwarded(s, mid, "refused config %s" % env)
