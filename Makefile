@@ -24,7 +24,7 @@ LDFLAGS  += -fsanitize=address,undefined
 endif
 
 COMMON_SRC := $(wildcard common/*.c)
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/adapters_json.o
 PROGRAMS   := $(BUILD)/bin/ccproxy-claude
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -43,6 +43,15 @@ deps-quiet:
 # ---- build --------------------------------------------------------------------
 $(BUILD)/%.o: %.c $(wildcard common/*.h) | deps-quiet
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The built-in adapter table: conf/adapters.json as a C string, so the
+# binaries need no data file at run time.
+$(BUILD)/gen/adapters_json.c: conf/adapters.json scripts/embed.sh
+	@mkdir -p $(dir $@)
+	scripts/embed.sh ccp_builtin_adapters_json $< > $@
+
+$(BUILD)/gen/adapters_json.o: $(BUILD)/gen/adapters_json.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libccproxy.a: $(COMMON_OBJ)

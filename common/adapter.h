@@ -46,6 +46,8 @@ const char *ccp_adapter_name(const ccp_adapter *ad);
 /* False when the adapter never touches the body: the client's bytes go
  * upstream untouched, without a parse-and-reserialise round trip. */
 bool ccp_adapter_changes_body(const ccp_adapter *ad);
+/* True when a non-stream client is answered from a forced upstream stream. */
+bool ccp_adapter_aggregates(const ccp_adapter *ad);
 /* Runs the steps in order. Returns CCP_OK, or CCP_ERR with err set (a
  * client error: the request is not fit for this adapter). */
 int ccp_adapter_apply(const ccp_adapter *ad, ccp_transform *t, ccp_buf *err);

@@ -377,7 +377,7 @@ static void relay(exchange *x, ccp_upstream *up)
     };
     const char *body = x->req.body.data;
     size_t body_len = x->req.body.len;
-    if (ccp_adapter_apply(x->adapter, &t, &err) != CCP_OK) {
+    if ((x->route->body_checks & CCP_ADAPT) && ccp_adapter_apply(x->adapter, &t, &err) != CCP_OK) {
         fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
         goto done;
     }
@@ -386,6 +386,7 @@ static void relay(exchange *x, ccp_upstream *up)
         body = json_object_to_json_string_length(x->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
                                                  &n);
         body_len = n;
+        ccp_headers_set(&up_headers, "content-type", "application/json");
     }
 
     ccp_buf url = {0};

@@ -26,6 +26,9 @@ enum {
     CCP_BODY_JSON_OBJECT = 1 << 0,
     CCP_BODY_MODEL = 1 << 1,          /* "model": non-empty string */
     CCP_BODY_MESSAGES_ARRAY = 1 << 2, /* "messages": array */
+    /* The adapter's steps run on this route (the generation endpoint);
+     * elsewhere the request is relayed as sent. */
+    CCP_ADAPT = 1 << 3,
 };
 
 typedef struct ccp_route {

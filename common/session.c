@@ -1,0 +1,68 @@
+#include "session.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+
+long long ccp_session_window(time_t now, long window_seconds)
+{
+    long long t = (long long)now;
+    /* Floor division, so times before the epoch would still be aligned. */
+    return t >= 0 ? t / window_seconds : -((-t + window_seconds - 1) / window_seconds);
+}
+
+static void hmac(const unsigned char *key, size_t key_len, const char *msg, unsigned char out[32])
+{
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, strlen(msg), out, &len);
+}
+
+static void to_hex(const unsigned char *d, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void ccp_session_derive(const char *client_key, const char *secret, const char *purpose, long window_seconds,
+                        time_t now, ccp_session_ids *out)
+{
+    /* The HMAC key is the key's fingerprint, not the key: the secret part
+     * of an API key never enters another construction. */
+    unsigned char key[SHA256_DIGEST_LENGTH + 256];
+    size_t key_len = SHA256_DIGEST_LENGTH;
+    SHA256((const unsigned char *)client_key, strlen(client_key), key);
+    if (secret && *secret) {
+        size_t n = strlen(secret);
+        if (n > 256) {
+            /* A long secret is folded to its digest; still deterministic. */
+            SHA256((const unsigned char *)secret, n, key + key_len);
+            n = SHA256_DIGEST_LENGTH;
+        } else {
+            memcpy(key + key_len, secret, n);
+        }
+        key_len += n;
+    }
+
+    char msg[256];
+    unsigned char d[32];
+    snprintf(msg, sizeof msg, "%s\n%lld", purpose, ccp_session_window(now, window_seconds));
+    hmac(key, key_len, msg, d);
+    /* Format as an RFC 4122 version-4 UUID: clients validate the shape. */
+    d[6] = (unsigned char)((d[6] & 0x0f) | 0x40);
+    d[8] = (unsigned char)((d[8] & 0x3f) | 0x80);
+    char hex[33];
+    to_hex(d, 16, hex);
+    snprintf(out->session_uuid, sizeof out->session_uuid, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
+             hex + 16, hex + 20);
+
+    snprintf(msg, sizeof msg, "%s\ndevice", purpose);
+    hmac(key, key_len, msg, d);
+    to_hex(d, 32, out->device_hex);
+    OPENSSL_cleanse(key, sizeof key);
+}

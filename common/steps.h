@@ -1,0 +1,57 @@
+/* steps: the request transforms adapters are made of, one job each.
+ *
+ * A step type validates its parameters once, at start-up (load), into an
+ * immutable state, and applies it per request (apply). apply may change the
+ * parsed body (then it sets t->body_changed) and the upstream headers; it
+ * returns CCP_ERR only for a request the step cannot handle, with a message
+ * for the client. */
+#ifndef CCP_STEPS_H
+#define CCP_STEPS_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#include "adapter.h"
+#include "buf.h"
+#include "config.h"
+
+/* What a step may consult while loading: the file's profiles, the config. */
+typedef struct ccp_step_env {
+    json_object *profiles; /* may be NULL */
+    const ccp_config *cfg;
+    const char *adapter_name;
+} ccp_step_env;
+
+typedef struct ccp_step_type {
+    const char *name;
+    bool changes_body;
+    void *(*load)(json_object *params, const ccp_step_env *env, ccp_buf *err);
+    int (*apply)(const void *state, ccp_transform *t, ccp_buf *err);
+    void (*free)(void *state);
+} ccp_step_type;
+
+const ccp_step_type *ccp_step_find(const char *name);
+/* Comma-separated names of every step type, for error messages. */
+void ccp_step_names(ccp_buf *out);
+
+/* Parameter helpers for step loaders. Each reports "<what> ..." into err.
+ * ccp_param_check_keys fails on any key not in allowed (NULL-terminated);
+ * "step" itself is always allowed. */
+bool ccp_param_check_keys(json_object *params, const char *const *allowed, ccp_buf *err);
+bool ccp_param_string(json_object *params, const char *key, bool required, const char **out, ccp_buf *err);
+bool ccp_param_bool(json_object *params, const char *key, bool def, bool *out, ccp_buf *err);
+bool ccp_param_int(json_object *params, const char *key, long def, long min, long max, long *out, ccp_buf *err);
+
+/* Sets a header in the spelling given, replacing any header whose name is
+ * the same up to case and '-'/'_' (CGI folds both into one name). */
+void ccp_headers_set_spelled(ccp_headers *h, const char *name, const char *value);
+/* Adds comma-separated values to a list header, keeping what is there and
+ * never duplicating a value. */
+void ccp_headers_merge_list(ccp_headers *h, const char *name, const char *values);
+
+/* Step tables of each family (steps_claude.c, steps_codex.c). */
+extern const ccp_step_type *const ccp_steps_common[];
+extern const ccp_step_type *const ccp_steps_claude[];
+extern const ccp_step_type *const ccp_steps_codex[];
+
+#endif
