@@ -24,8 +24,9 @@ LDFLAGS  += -fsanitize=address,undefined
 endif
 
 COMMON_SRC := $(wildcard common/*.c)
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/adapters_json.o
-PROGRAMS   := $(BUILD)/bin/ccproxy-claude
+EMBEDDED   := adapters_json codex_instructions codex_tools
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(EMBEDDED:%=$(BUILD)/gen/%.o)
+PROGRAMS   := $(BUILD)/bin/ccproxy-claude $(BUILD)/bin/ccproxy-codex
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -45,13 +46,19 @@ $(BUILD)/%.o: %.c $(wildcard common/*.h) | deps-quiet
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# The built-in adapter table: conf/adapters.json as a C string, so the
-# binaries need no data file at run time.
+# Built-in data (the adapter table, the Codex defaults) compiled in as C
+# strings, so the binaries need no data file at run time.
 $(BUILD)/gen/adapters_json.c: conf/adapters.json scripts/embed.sh
 	@mkdir -p $(dir $@)
 	scripts/embed.sh ccp_builtin_adapters_json $< > $@
+$(BUILD)/gen/codex_instructions.c: conf/codex_instructions.md scripts/embed.sh
+	@mkdir -p $(dir $@)
+	scripts/embed.sh ccp_builtin_codex_instructions $< > $@
+$(BUILD)/gen/codex_tools.c: conf/codex_tools.json scripts/embed.sh
+	@mkdir -p $(dir $@)
+	scripts/embed.sh ccp_builtin_codex_tools $< > $@
 
-$(BUILD)/gen/adapters_json.o: $(BUILD)/gen/adapters_json.c
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libccproxy.a: $(COMMON_OBJ)

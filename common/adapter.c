@@ -38,7 +38,6 @@ struct ccp_adapter {
     size_t nsteps;
     char *step_names_json;
     bool changes_body;
-    bool aggregate_stream;
 };
 
 struct ccp_adapters {
@@ -207,8 +206,7 @@ static bool adapter_string(json_object *j, const char *key, bool required, const
 
 static bool load_adapter(json_object *j, const ccp_step_env *base_env, ccp_adapter *a, ccp_buf *err)
 {
-    static const char *const keys[] = {"name", "version", "priority", "description", "match", "steps",
-                                       "aggregate_stream", NULL};
+    static const char *const keys[] = {"name", "version", "priority", "description", "match", "steps", NULL};
     if (!json_object_is_type(j, json_type_object)) {
         ccp_buf_append_str(err, "each adapter must be an object");
         return false;
@@ -224,7 +222,6 @@ static bool load_adapter(json_object *j, const ccp_step_env *base_env, ccp_adapt
     long prio;
     if (!ccp_param_int(j, "priority", 0, -1000000, 1000000, &prio, err)) return false;
     a->priority = (int)prio;
-    if (!ccp_param_bool(j, "aggregate_stream", false, &a->aggregate_stream, err)) return false;
 
     json_object *m;
     if (json_object_object_get_ex(j, "match", &m) && !json_object_is_type(m, json_type_null)) {
@@ -284,8 +281,6 @@ static bool load_adapter(json_object *j, const ccp_step_env *base_env, ccp_adapt
     ccp_buf_append_char(&names, ']');
     a->step_names_json = ccp_xstrdup(names.data);
     ccp_buf_free(&names);
-    /* Answering a non-stream client from a stream rewrites the body. */
-    if (a->aggregate_stream) a->changes_body = true;
     return true;
 }
 
@@ -541,11 +536,6 @@ const char *ccp_adapter_name(const ccp_adapter *ad)
 bool ccp_adapter_changes_body(const ccp_adapter *ad)
 {
     return ad->changes_body;
-}
-
-bool ccp_adapter_aggregates(const ccp_adapter *ad)
-{
-    return ad->aggregate_stream;
 }
 
 int ccp_adapter_apply(const ccp_adapter *ad, ccp_transform *t, ccp_buf *err)

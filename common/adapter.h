@@ -27,7 +27,10 @@ typedef struct ccp_transform {
     json_object *body;            /* parsed body; NULL when there is none */
     ccp_headers *upstream_headers; /* headers going upstream, in order */
     bool body_changed;            /* a step changed body: re-serialise */
-    bool aggregate_stream;        /* answer a non-stream client from a forced stream */
+    /* A step forced a stream the client did not ask for: answer the client
+     * with one JSON body aggregated from it. The relay also notices this by
+     * itself (stream false before the steps, true after). */
+    bool aggregate_stream;
 } ccp_transform;
 
 /* Builds the table for a service ("claude" or "codex"). */
@@ -46,8 +49,6 @@ const char *ccp_adapter_name(const ccp_adapter *ad);
 /* False when the adapter never touches the body: the client's bytes go
  * upstream untouched, without a parse-and-reserialise round trip. */
 bool ccp_adapter_changes_body(const ccp_adapter *ad);
-/* True when a non-stream client is answered from a forced upstream stream. */
-bool ccp_adapter_aggregates(const ccp_adapter *ad);
 /* Runs the steps in order. Returns CCP_OK, or CCP_ERR with err set (a
  * client error: the request is not fit for this adapter). */
 int ccp_adapter_apply(const ccp_adapter *ad, ccp_transform *t, ccp_buf *err);

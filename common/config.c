@@ -385,6 +385,10 @@ int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err
 
     cfg->adapters_file = dup_or_null(get(&src, "ADAPTERS_FILE"));
     cfg->session_secret = dup_or_null(get(&src, "SESSION_SECRET"));
+    cfg->codex_instructions_file = dup_or_null(get(&src, "CODEX_INSTRUCTIONS_FILE"));
+    cfg->codex_tools_file = dup_or_null(get(&src, "CODEX_TOOLS_FILE"));
+    const char *cwd = get(&src, "CODEX_ENV_CWD");
+    cfg->codex_env_cwd = ccp_xstrdup(cwd ? cwd : "/workspace");
 
     pairs_free(&src.file);
     return src.errors ? CCP_ERR : CCP_OK;
@@ -400,6 +404,9 @@ void ccp_config_free(ccp_config *cfg)
     free_list(cfg->cors_origins, cfg->cors_count);
     free(cfg->adapters_file);
     free(cfg->session_secret);
+    free(cfg->codex_instructions_file);
+    free(cfg->codex_tools_file);
+    free(cfg->codex_env_cwd);
     free(cfg->env_file);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -434,5 +441,8 @@ void ccp_config_describe(const ccp_config *cfg, const ccp_config_names *names, c
     ccp_buf_printf(out, ",\"WORKER_THREADS\":%d,\"SHUTDOWN_GRACE\":%d", cfg->worker_threads, cfg->shutdown_grace_s);
     kv_str(out, "ADAPTERS_FILE", cfg->adapters_file);
     kv_str(out, "SESSION_SECRET", cfg->session_secret ? "***" : NULL);
+    kv_str(out, "CODEX_INSTRUCTIONS_FILE", cfg->codex_instructions_file);
+    kv_str(out, "CODEX_TOOLS_FILE", cfg->codex_tools_file);
+    kv_str(out, "CODEX_ENV_CWD", cfg->codex_env_cwd);
     kv_str(out, "env_file", cfg->env_file);
 }

@@ -70,6 +70,9 @@ typedef struct ccp_config {
     int shutdown_grace_s;
 
     char *adapters_file;  /* NULL: the built-in table */
+    char *codex_instructions_file; /* NULL: the built-in conf/codex_instructions.md */
+    char *codex_tools_file;        /* NULL: the built-in conf/codex_tools.json */
+    char *codex_env_cwd;           /* directory named in the env_context message */
     char *session_secret; /* NULL: none */
     char *env_file;       /* the .env actually read, or NULL */
 } ccp_config;

@@ -15,7 +15,7 @@ int ccp_error_status(ccp_error_kind kind)
     return kind < CCP_E_COUNT ? status_of[kind] : 500;
 }
 
-static void json_string(ccp_buf *out, const char *s)
+void ccp_json_string(ccp_buf *out, const char *s)
 {
     ccp_buf_append_char(out, '"');
     ccp_buf_append_json_escaped(out, s, strlen(s));
@@ -27,20 +27,22 @@ static void json_string(ccp_buf *out, const char *s)
 static void anthropic_error_body(const ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message)
 {
     ccp_buf_append_str(out, "{\"type\":\"error\",\"error\":{\"type\":");
-    json_string(out, d->errors[kind].type);
+    ccp_json_string(out, d->errors[kind].type);
     ccp_buf_append_str(out, ",\"message\":");
-    json_string(out, message);
+    ccp_json_string(out, message);
     ccp_buf_append_str(out, "}}");
 }
 
-static void anthropic_stream_error(const ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message)
+static void anthropic_stream_error(const ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message,
+                                   const ccp_stream_state *st)
 {
+    (void)st;
     ccp_buf_append_str(out, "event: error\ndata: ");
     anthropic_error_body(d, out, kind, message);
     ccp_buf_append_str(out, "\n\n");
 }
 
-static void join_url(ccp_buf *out, const char *base, const char *path, const char *query)
+void ccp_url_join(ccp_buf *out, const char *base, const char *path, const char *query)
 {
     ccp_buf_append_str(out, base);
     ccp_buf_append_str(out, path);
@@ -89,7 +91,7 @@ const ccp_dialect ccp_dialect_anthropic = {
     .accepts_x_api_key = true,
     .error_body = anthropic_error_body,
     .stream_error_event = anthropic_stream_error,
-    .upstream_url = join_url,
+    .upstream_url = ccp_url_join,
 };
 
 /* ---- shared ------------------------------------------------------------ */

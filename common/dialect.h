@@ -5,11 +5,13 @@
 #define CCP_DIALECT_H
 
 #include <stdbool.h>
+#include <json-c/json.h>
 #include <stddef.h>
 
 #include "buf.h"
 #include "config.h"
 #include "http.h"
+#include "sse.h"
 
 /* Errors the proxy itself produces; each dialect names them its own way. */
 typedef enum {
@@ -41,6 +43,22 @@ typedef struct ccp_client_key {
     ccp_key_source source;
 } ccp_client_key;
 
+/* What the relay remembers of a stream, so that an error event it writes
+ * fits the stream it ends (the Responses API numbers its events). */
+typedef struct ccp_stream_state {
+    long long last_seq; /* -1: none seen */
+    char response_id[128];
+    char model[128];
+} ccp_stream_state;
+
+/* A forced stream being turned into one JSON answer. */
+typedef struct ccp_aggregate {
+    json_object *result; /* the final object on success */
+    int status;          /* the status to answer with */
+    ccp_buf error_body;  /* the error JSON when the stream failed */
+    bool done;
+} ccp_aggregate;
+
 typedef struct ccp_error_names {
     const char *type;
     const char *code; /* OpenAI's "code"; NULL for null */
@@ -65,12 +83,21 @@ typedef struct ccp_dialect {
 
     void (*error_body)(const struct ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message);
     /* The SSE event that ends a stream that failed after it started. */
-    void (*stream_error_event)(const struct ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message);
+    void (*stream_error_event)(const struct ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message,
+                               const ccp_stream_state *st);
+    /* Optional: looks at each upstream event of a stream (remembering what
+     * stream_error_event needs) and may replace it, writing the replacement
+     * into out and returning true (the Responses API's bare "error" event
+     * becomes response.failed, which Codex understands). */
+    bool (*inspect_event)(const struct ccp_dialect *d, ccp_stream_state *st, const ccp_sse_event *ev, ccp_buf *out);
+    /* Optional: feeds one event of a forced stream into an aggregate. */
+    void (*aggregate_event)(const struct ccp_dialect *d, ccp_aggregate *agg, const ccp_sse_event *ev);
     /* base + route path + query, with the dialect's joining rule. */
     void (*upstream_url)(ccp_buf *out, const char *base, const char *path, const char *query);
 } ccp_dialect;
 
 extern const ccp_dialect ccp_dialect_anthropic;
+extern const ccp_dialect ccp_dialect_openai;
 
 /* Finds the client's key per the dialect (x-api-key first, then
  * Authorization). Returns false if there is none or it is empty. */
@@ -82,5 +109,12 @@ void ccp_dialect_auth_header(const ccp_dialect *d, ccp_auth_style style, ccp_key
                              ccp_buf *name, ccp_buf *value);
 
 bool ccp_dialect_passes_header(const ccp_dialect *d, const char *name);
+
+/* Shared by the dialect tables. */
+void ccp_json_string(ccp_buf *out, const char *s);
+void ccp_url_join(ccp_buf *out, const char *base, const char *path, const char *query);
+/* The status an upstream error code deserves when it reaches a client
+ * that did not ask for a stream. */
+int ccp_status_for_error_code(const char *code);
 
 #endif

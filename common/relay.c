@@ -31,6 +31,11 @@ typedef struct exchange {
 
     bool sse;
     ccp_sse_framer framer;
+    ccp_sse_event event;     /* scratch for event inspection */
+    ccp_stream_state stream_state;
+    bool aggregate;          /* answer from the stream as one JSON body */
+    bool aggregating;        /* the upstream did stream: events go to agg */
+    ccp_aggregate agg;
     ccp_buf logged_response;
     ccp_upstream_stats stats;
     int log_status;
@@ -47,10 +52,40 @@ static long long now_ns(void)
 
 /* ---- errors: the one finish path for failures ----------------------- */
 
+/* Whole events on their way to the client. A dialect that inspects events
+ * sees each one; unchanged events go out as their original bytes. */
 static int emit_to_client(void *ctx, const char *p, size_t n)
 {
     exchange *x = ctx;
-    return ccp_response_write(&x->res, p, n);
+    if (!x->d->inspect_event) return ccp_response_write(&x->res, p, n);
+    ccp_buf replaced = {0};
+    int rc = 0;
+    size_t pass_from = 0, at = 0;
+    while (at < n && rc == 0) {
+        size_t used = ccp_sse_next_event(p + at, n - at, &x->event);
+        if (!used) break;
+        ccp_buf_reset(&replaced);
+        if (x->d->inspect_event(x->d, &x->stream_state, &x->event, &replaced)) {
+            rc = ccp_response_write(&x->res, p + pass_from, at - pass_from);
+            if (rc == 0) rc = ccp_response_write(&x->res, replaced.data, replaced.len);
+            pass_from = at + used;
+        }
+        at += used;
+    }
+    if (rc == 0 && pass_from < n) rc = ccp_response_write(&x->res, p + pass_from, n - pass_from);
+    ccp_buf_free(&replaced);
+    return rc;
+}
+
+static int emit_to_aggregate(void *ctx, const char *p, size_t n)
+{
+    exchange *x = ctx;
+    size_t at = 0, used;
+    while (at < n && (used = ccp_sse_next_event(p + at, n - at, &x->event)) > 0) {
+        x->d->aggregate_event(x->d, &x->agg, &x->event);
+        at += used;
+    }
+    return 0;
 }
 
 /* Tells the client what went wrong, in its dialect: a JSON error when no
@@ -78,7 +113,8 @@ static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, con
         /* Whatever half event was held back is dropped: the client gets
          * whole events, then the error, then the end. */
         ccp_sse_framer_free(&x->framer);
-        x->d->stream_error_event(x->d, &out, x->d->stream_error_kind, msg);
+        x->d->stream_error_event(x->d, &out, kind == CCP_E_TIMEOUT ? kind : x->d->stream_error_kind, msg,
+                                 &x->stream_state);
         ccp_response_write(&x->res, out.data, out.len);
     }
     ccp_buf_free(&out);
@@ -231,6 +267,8 @@ static bool check_body(exchange *x)
     json_object *msgs = NULL;
     if (json_object_object_get_ex(x->body, "messages", &msgs) && json_object_is_type(msgs, json_type_array))
         x->message_count = (int)json_object_array_length(msgs);
+    else if (json_object_object_get_ex(x->body, "input", &v))
+        x->message_count = json_object_is_type(v, json_type_array) ? (int)json_object_array_length(v) : 1;
 
     if ((checks & CCP_BODY_MODEL) && (!x->model || !*x->model)) {
         fail(x, CCP_E_INVALID_REQUEST, NULL, "model: field required; name the model, e.g. \"model\": \"%s\"",
@@ -294,6 +332,13 @@ static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
             ccp_headers_add(&h, up->items[i].name, up->items[i].value);
     const char *ct = ccp_headers_get(up, "content-type");
     x->sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
+    if (x->aggregate && x->sse && status == 200) {
+        /* The client gets one JSON body when the stream is done; an error
+         * answer (not a stream) passes through as it is. */
+        x->aggregating = true;
+        ccp_headers_free(&h);
+        return 0;
+    }
     if (x->sse) {
         ccp_headers_add(&h, "Cache-Control", "no-cache");
         ccp_headers_add(&h, "X-Accel-Buffering", "no");
@@ -310,6 +355,7 @@ static int on_upstream_data(void *ctx, const char *p, size_t n)
     if (x->rt->cfg->environment == CCP_ENV_TEST && !x->sse &&
         x->logged_response.len < x->rt->cfg->log_body_max_bytes)
         ccp_buf_append(&x->logged_response, p, n);
+    if (x->aggregating) return ccp_sse_framer_feed(&x->framer, p, n, emit_to_aggregate, x);
     if (x->sse) return ccp_sse_framer_feed(&x->framer, p, n, emit_to_client, x);
     return ccp_response_write(&x->res, p, n);
 }
@@ -318,6 +364,33 @@ static bool on_client_gone(void *ctx)
 {
     exchange *x = ctx;
     return ccp_response_client_gone(&x->res);
+}
+
+/* The forced stream has ended: the client gets the one JSON body it asked for. */
+static void answer_aggregate(exchange *x)
+{
+    /* A well-formed stream ends at a boundary; a tail is the last event
+     * without its blank line, still worth reading. */
+    if (ccp_sse_framer_pending(&x->framer)) {
+        ccp_buf_append_str(&x->framer.tail, "\n\n");
+        ccp_sse_framer_finish(&x->framer, emit_to_aggregate, x);
+    }
+    if (x->agg.done && x->agg.result) {
+        size_t n;
+        const char *body = json_object_to_json_string_length(
+            x->agg.result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+        x->log_status = 200;
+        ccp_response_send(&x->res, 200, "application/json", body, n, NULL);
+    } else if (x->agg.done) {
+        x->log_status = x->agg.status;
+        ccp_buf_reset(&x->error);
+        ccp_buf_append(&x->error, x->agg.error_body.data, x->agg.error_body.len);
+        ccp_response_send(&x->res, x->agg.status, "application/json", x->agg.error_body.data, x->agg.error_body.len,
+                          NULL);
+    } else {
+        fail(x, CCP_E_UPSTREAM, NULL, "%s",
+             "the upstream stream ended before its final event; the response is incomplete");
+    }
 }
 
 /* ---- the request -------------------------------------------------------- */
@@ -381,6 +454,12 @@ static void relay(exchange *x, ccp_upstream *up)
         fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
         goto done;
     }
+    if (x->d->aggregate_event && x->body && (x->route->body_checks & CCP_ADAPT)) {
+        json_object *st;
+        bool now_streams = json_object_object_get_ex(x->body, "stream", &st) &&
+                           json_object_is_type(st, json_type_boolean) && json_object_get_boolean(st);
+        x->aggregate = now_streams && (t.aggregate_stream || x->stream != 1);
+    }
     if (t.body_changed && x->body) {
         size_t n;
         body = json_object_to_json_string_length(x->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
@@ -409,7 +488,8 @@ static void relay(exchange *x, ccp_upstream *up)
     ccp_buf_free(&url);
     switch (r) {
     case CCP_UP_OK:
-        if (x->sse) ccp_sse_framer_finish(&x->framer, emit_to_client, x);
+        if (x->aggregating) answer_aggregate(x);
+        else if (x->sse) ccp_sse_framer_finish(&x->framer, emit_to_client, x);
         if (x->res.client_gone) x->log_status = 499;
         break;
     case CCP_UP_CLIENT_GONE:
@@ -509,6 +589,7 @@ static void log_exchange(exchange *x)
 void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io)
 {
     exchange x = {.rt = rt, .d = rt->service->dialect, .message_count = -1, .stream = -1};
+    x.stream_state.last_seq = -1;
     x.stats.ttfb_ms = -1;
     x.start_ns = now_ns();
     ccp_response_init(&x.res, io);
@@ -524,6 +605,9 @@ void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io)
     log_exchange(&x);
     json_object_put(x.body);
     ccp_sse_framer_free(&x.framer);
+    ccp_sse_event_free(&x.event);
+    json_object_put(x.agg.result);
+    ccp_buf_free(&x.agg.error_body);
     ccp_buf_free(&x.logged_response);
     ccp_buf_free(&x.error);
     ccp_headers_free(&x.cors);

@@ -53,3 +53,57 @@ void ccp_sse_framer_free(ccp_sse_framer *f)
 {
     ccp_buf_free(&f->tail);
 }
+
+/* Length of the line end at p (CRLF, LF or CR), 0 if none. */
+static size_t line_end_len(const char *p, size_t left)
+{
+    if (left == 0) return 0;
+    if (p[0] == '\n') return 1;
+    if (p[0] == '\r') return left > 1 && p[1] == '\n' ? 2 : 1;
+    return 0;
+}
+
+size_t ccp_sse_next_event(const char *p, size_t n, ccp_sse_event *ev)
+{
+    ccp_buf_reset(&ev->name);
+    ccp_buf_reset(&ev->data);
+    ev->has_data = false;
+    ev->raw = p;
+    ev->raw_len = 0;
+    size_t i = 0;
+    while (i < n) {
+        size_t start = i;
+        while (i < n && p[i] != '\n' && p[i] != '\r') i++;
+        size_t eol = line_end_len(p + i, n - i);
+        if (eol == 0) return 0; /* an unterminated line: no complete event */
+        size_t len = i - start;
+        i += eol;
+        if (len == 0) {
+            ev->raw_len = i;
+            if (!ev->name.len && ev->has_data) ccp_buf_append_str(&ev->name, "message");
+            return i;
+        }
+        const char *line = p + start;
+        if (line[0] == ':') continue;
+        const char *colon = memchr(line, ':', len);
+        size_t flen = colon ? (size_t)(colon - line) : len;
+        const char *v = colon ? colon + 1 : line + len;
+        if (colon && v < line + len && *v == ' ') v++;
+        size_t vlen = (size_t)(line + len - v);
+        if (flen == 5 && memcmp(line, "event", 5) == 0) {
+            ccp_buf_reset(&ev->name);
+            ccp_buf_append(&ev->name, v, vlen);
+        } else if (flen == 4 && memcmp(line, "data", 4) == 0) {
+            if (ev->has_data) ccp_buf_append_char(&ev->data, '\n');
+            ccp_buf_append(&ev->data, v, vlen);
+            ev->has_data = true;
+        }
+    }
+    return 0;
+}
+
+void ccp_sse_event_free(ccp_sse_event *ev)
+{
+    ccp_buf_free(&ev->name);
+    ccp_buf_free(&ev->data);
+}

@@ -8,6 +8,7 @@
 #ifndef CCP_SSE_H
 #define CCP_SSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -32,5 +33,22 @@ void ccp_sse_framer_free(ccp_sse_framer *f);
 
 /* Offset just past the last event boundary in p[0..n), or 0 if none. */
 size_t ccp_sse_last_boundary(const char *p, size_t n);
+
+
+/* One parsed event of a region that ends at an event boundary. */
+typedef struct ccp_sse_event {
+    const char *raw; /* the event's bytes, boundary included */
+    size_t raw_len;
+    ccp_buf name;    /* "message" when the event has no "event:" line */
+    ccp_buf data;    /* data lines joined with '\n' */
+    bool has_data;
+} ccp_sse_event;
+
+/* Parses the next complete event from p[0..n). Returns the bytes consumed
+ * (0 when p holds no complete event). Comment-only blocks come back with
+ * has_data false and an empty name. ev's buffers are reused across calls;
+ * free them with ccp_sse_event_free. */
+size_t ccp_sse_next_event(const char *p, size_t n, ccp_sse_event *ev);
+void ccp_sse_event_free(ccp_sse_event *ev);
 
 #endif

@@ -4,18 +4,17 @@
 # are the conf/nginx files users copy, with the @...@ values filled in.
 #
 #   scripts/render-nginx.sh OUTDIR
-# Environment: CLAUDE_SERVICE_HOST (127.0.0.1), CLAUDE_SERVICE_PORT (8001),
-# CLAUDE_FCGI_SOCKET (OUTDIR/claude.sock), HTTP_TIMEOUT (600),
-# MAX_BODY_BYTES (33554432).
+# Environment (defaults in brackets):
+#   SERVICES            which server blocks [claude codex]
+#   CLAUDE_SERVICE_HOST/PORT, CODEX_SERVICE_HOST/PORT [127.0.0.1, 8001/8002]
+#   CLAUDE_FCGI_SOCKET, CODEX_FCGI_SOCKET [OUTDIR/claude.sock, OUTDIR/codex.sock]
+#   HTTP_TIMEOUT [600], MAX_BODY_BYTES [33554432]
 set -eu
 out=${1:?usage: render-nginx.sh OUTDIR}
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out/logs" "$out/tmp"
 out=$(cd "$out" && pwd)
 
-host=${CLAUDE_SERVICE_HOST:-127.0.0.1}
-port=${CLAUDE_SERVICE_PORT:-8001}
-sock=${CLAUDE_FCGI_SOCKET:-$out/claude.sock}
 timeout=${HTTP_TIMEOUT:-600}
 body=${MAX_BODY_BYTES:-33554432}
 # nginx must wait longer than the responder's own idle limit, so the client
@@ -25,12 +24,21 @@ read_timeout=$(awk -v t="$timeout" 'BEGIN { printf "%ds", int(t) + 60 }')
 # bodies just over MAX_BODY_BYTES; nginx's covers the huge ones.
 max_body=$((body + 1048576))
 
-render() {
-    sed -e "s|@CLAUDE_SERVICE_HOST@|$host|g" -e "s|@CLAUDE_SERVICE_PORT@|$port|g" \
-        -e "s|@CLAUDE_FCGI_SOCKET@|$sock|g" -e "s|@FCGI_READ_TIMEOUT@|$read_timeout|g" \
-        -e "s|@CLIENT_MAX_BODY_SIZE@|$max_body|g" "$1"
-}
-render "$here/conf/nginx/ccproxy-claude.conf" > "$out/ccproxy-claude.conf"
+sed -e "s|@FCGI_READ_TIMEOUT@|$read_timeout|g" "$here/conf/nginx/ccproxy-fastcgi.conf" > "$out/ccproxy-fastcgi.conf"
+
+includes=""
+for s in ${SERVICES:-claude codex}; do
+    case $s in
+    claude) host=${CLAUDE_SERVICE_HOST:-127.0.0.1} port=${CLAUDE_SERVICE_PORT:-8001} sock=${CLAUDE_FCGI_SOCKET:-$out/claude.sock} up=CLAUDE ;;
+    codex) host=${CODEX_SERVICE_HOST:-127.0.0.1} port=${CODEX_SERVICE_PORT:-8002} sock=${CODEX_FCGI_SOCKET:-$out/codex.sock} up=CODEX ;;
+    *) echo "render-nginx: unknown service $s" >&2; exit 2 ;;
+    esac
+    sed -e "s|@${up}_SERVICE_HOST@|$host|g" -e "s|@${up}_SERVICE_PORT@|$port|g" \
+        -e "s|@${up}_FCGI_SOCKET@|$sock|g" -e "s|@CLIENT_MAX_BODY_SIZE@|$max_body|g" \
+        -e "s|@CONF_DIR@|$out|g" "$here/conf/nginx/ccproxy-$s.conf" > "$out/ccproxy-$s.conf"
+    includes="$includes    include $out/ccproxy-$s.conf;
+"
+done
 
 user_line=""
 # As root, nginx workers would drop to nobody, who cannot reach a socket
@@ -51,7 +59,6 @@ http {
     proxy_temp_path $out/tmp/proxy;
     uwsgi_temp_path $out/tmp/uwsgi;
     scgi_temp_path $out/tmp/scgi;
-    include $out/ccproxy-claude.conf;
-}
+$includes}
 CONF
 echo "$out/nginx.conf"

@@ -23,34 +23,38 @@ run=$here/build/run
 mkdir -p "$run"
 # A unix socket path must fit in 108 bytes.
 [ ${#run} -gt 80 ] && run=$(mktemp -d /tmp/ccproxy-run.XXXXXX)
-export CLAUDE_FCGI_SOCKET=$run/claude.sock
-services=(claude)
+export CLAUDE_FCGI_SOCKET=$run/claude.sock CODEX_FCGI_SOCKET=$run/codex.sock
+services=(claude codex)
 
 for s in "${services[@]}"; do
     "$bin/ccproxy-$s" --check-config > /dev/null || { echo "run: fix the configuration above and try again" >&2; exit 2; }
 done
-"$here/scripts/render-nginx.sh" "$run/nginx" > /dev/null
+SERVICES="${services[*]}" "$here/scripts/render-nginx.sh" "$run/nginx" > /dev/null
 
 pids=()
 cleanup() {
     trap - INT TERM EXIT
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -f "$CLAUDE_FCGI_SOCKET"
+    rm -f "$CLAUDE_FCGI_SOCKET" "$CODEX_FCGI_SOCKET"
     echo "run: stopped"
 }
 trap cleanup INT TERM EXIT
 
-rm -f "$CLAUDE_FCGI_SOCKET"
-spawn-fcgi -n -s "$CLAUDE_FCGI_SOCKET" -M 0660 -- "$bin/ccproxy-claude" &
-pids+=($!)
-for _ in $(seq 50); do [ -S "$CLAUDE_FCGI_SOCKET" ] && break; sleep 0.1; done
+for s in "${services[@]}"; do
+    sock_var=${s^^}_FCGI_SOCKET
+    sock=${!sock_var}
+    rm -f "$sock"
+    spawn-fcgi -n -s "$sock" -M 0660 -- "$bin/ccproxy-$s" &
+    pids+=($!)
+    for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+done
 
 nginx -p "$run/nginx" -c "$run/nginx/nginx.conf" -e "$run/nginx/logs/error.log" -g 'daemon off;' &
 pids+=($!)
 
-host=${CLAUDE_SERVICE_HOST:-127.0.0.1}
-echo "run: claude service (Anthropic Messages API) on http://$host:${CLAUDE_SERVICE_PORT:-8001}"
-echo "run: upstream ${ANTHROPIC_BASE_URL:-https://api.anthropic.com}; nginx logs in $run/nginx/logs; Ctrl-C stops"
+echo "run: claude service (Anthropic Messages API) on http://${CLAUDE_SERVICE_HOST:-127.0.0.1}:${CLAUDE_SERVICE_PORT:-8001}, upstream ${ANTHROPIC_BASE_URL:-https://api.anthropic.com}"
+echo "run: codex service (OpenAI Responses API) on http://${CODEX_SERVICE_HOST:-127.0.0.1}:${CODEX_SERVICE_PORT:-8002}, upstream ${OPENAI_BASE_URL:-https://api.openai.com/v1}"
+echo "run: nginx logs in $run/nginx/logs; Ctrl-C stops"
 # Any child exiting ends the run: a half-started stack is worse than none.
 wait -n "${pids[@]}" || true
