@@ -9,7 +9,7 @@
 
 CC        ?= cc
 SANITIZE  ?=
-BUILD     := build$(if $(SANITIZE),/san,)
+BUILD     ?= build$(if $(SANITIZE),/san,)
 PKGS      := fcgi libcurl json-c openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

@@ -130,7 +130,8 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static int serve_fastcgi(const ccp_runtime *rt)
+/* Returns the exit status; *cut_off counts workers still running at exit. */
+static int serve_fastcgi(const ccp_runtime *rt, int *cut_off)
 {
     if (FCGX_Init() != 0) {
         ccp_log_event(CCP_LOG_ERROR, "startup_failed", "FCGX_Init failed");
@@ -196,8 +197,7 @@ static int serve_fastcgi(const ccp_runtime *rt)
     pthread_mutex_unlock(&done_lock);
     if (left) ccp_log_event(CCP_LOG_WARNING, "stopped", "%d requests still running were cut off", left);
     else ccp_log_event(CCP_LOG_INFO, "stopped", "all requests finished");
-    /* Detached workers may still hold curl handles: do not tear down the
-     * libraries under them; the process exit releases everything. */
+    *cut_off = left;
     return 0;
 }
 
@@ -256,7 +256,7 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    ccp_config cfg;
+    static ccp_config cfg;
     ccp_buf err = {0};
     const ccp_config_names *names = &service->dialect->config_names;
     if (ccp_config_load(&cfg, names, &err) != CCP_OK) {
@@ -294,12 +294,15 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
     }
     ccp_buf_free(&desc);
 
-    ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = adapters};
-    int status = cgi ? serve_cgi(&rt) : serve_fastcgi(&rt);
-    if (cgi) {
-        ccp_upstream_global_cleanup();
-        ccp_adapters_free(adapters);
-        ccp_config_free(&cfg);
-    }
+    /* Static: workers cut off at the end of SHUTDOWN_GRACE still point here
+     * while the process exits. */
+    static ccp_runtime rt;
+    rt = (ccp_runtime){.service = service, .cfg = &cfg, .adapters = adapters};
+    int cut_off = 0;
+    int status = cgi ? serve_cgi(&rt) : serve_fastcgi(&rt, &cut_off);
+    if (cut_off > 0) return status; /* do not free what running threads use */
+    ccp_upstream_global_cleanup();
+    ccp_adapters_free(adapters);
+    ccp_config_free(&cfg);
     return status;
 }

@@ -18,6 +18,7 @@ proxy forwards like any end-to-end header): a comma list of `name` or `name=valu
   status=NNN            answer with the real error body for NNN (400 401 403 404 413
                         429 500 529 ...); 429 carries retry-after, 5xx/429 x-should-retry
   retry_after=S         retry-after value for status=429 (default 7)
+  retry_after_ms=MS     also send retry-after-ms: MS with an error status
   slow=SECONDS          pause between stream events (non-stream: before the reply)
   deltas=N              number of text deltas in a stream (default 3)
   big=BYTES             stream at least BYTES of body (many content_block_delta events)
@@ -33,6 +34,15 @@ proxy forwards like any end-to-end header): a comma list of `name` or `name=valu
                         released k times: the test releases events one by one
   sse_error_after=N     stream: after N events send the upstream's own
                         `event: error` (overloaded_error) and end the stream cleanly
+  fragment=N            stream: write every event in N-byte pieces, each its own HTTP
+                        chunk and its own TCP segment (the relay must carry partial lines)
+  drop                  read the request, then close the connection without a response
+  close_idle=SECONDS    after a complete response, close the kept-alive connection after
+                        SECONDS of idleness without announcing it (no `connection: close`)
+  thinking              stream/non-stream: a thinking block (thinking_delta,
+                        signature_delta) before the text block
+  tool_use              stream/non-stream: a tool_use block (input_json_delta) after
+                        the text block, stop_reason tool_use
   lenient               skip the request validation (key, anthropic-version, body)
 
 A request is recorded with the id from its `x-mock-id` header (else "r<seq>"): method,
@@ -113,6 +123,11 @@ ERRORS = {
 }
 
 REASONS = {529: "Site Overloaded"}
+
+THINKING = ["Let me think about this step by step.", "\n\nThe user greets me; ", "a short, friendly reply fits."]
+SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds" + "A" * 40 + "=="
+TOOL_ID = "toolu_01A09q90qw90lq917835lq9"
+TOOL_JSON_PARTS = ['{"location": "San Fra', 'ncisco, CA", "unit"', ': "fahrenheit"}']
 
 
 def _rand(n, alphabet=string.ascii_letters + string.digits):
@@ -338,6 +353,8 @@ class Handler(BaseHTTPRequestHandler):
         if status == 429:
             hdrs.append(("retry-after", str(self.beh.get("retry_after", "7"))))
             hdrs += ratelimit_headers(0)
+        if "retry_after_ms" in self.beh:
+            hdrs.append(("retry-after-ms", str(self.beh["retry_after_ms"])))
         if status == 429 or status >= 500:
             hdrs.append(("x-should-retry", "true"))
         self.send_full(status, body, extra=hdrs)
@@ -432,6 +449,17 @@ class Handler(BaseHTTPRequestHandler):
                         state="received")
             self.body = body
             self.handle_api(path, url.query)
+            if "close_idle" in self.beh and not self.close_connection and self.rec["state"] == "done":
+                try:
+                    self.wait_silent(float(self.beh["close_idle"]), "idle")
+                except PeerGone:
+                    pass
+                self.update(idle_closed=True)
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         except PeerGone:
             self.close_connection = True
             self.mark_gone(self.rec.get("state") or "read")
@@ -447,6 +475,10 @@ class Handler(BaseHTTPRequestHandler):
         i = path.find("/v1/")
         route = path[i:] if i >= 0 else path
         self.update(route=route, prefix=path[:i] if i >= 0 else "")
+
+        if "drop" in beh:
+            self.update(state="dropped", finished_at=time.time())
+            return self.die()
 
         if "hang_before_headers" in beh:
             self.update(state="hanging")
@@ -565,10 +597,17 @@ class Handler(BaseHTTPRequestHandler):
         if "slow" in beh:
             self.wait_silent(float(beh["slow"]), "slow")
         text = "".join(self.texts())
+        content = []
+        if "thinking" in beh:
+            content.append({"type": "thinking", "thinking": "".join(THINKING), "signature": SIGNATURE})
+        content.append({"type": "text", "text": text})
+        if "tool_use" in beh:
+            content.append({"type": "tool_use", "id": TOOL_ID, "name": "get_weather",
+                            "input": json.loads("".join(TOOL_JSON_PARTS))})
         msg = {"id": new_message_id(), "type": "message", "role": "assistant",
                "model": obj.get("model"),
-               "content": [{"type": "text", "text": text}],
-               "stop_reason": "end_turn", "stop_sequence": None,
+               "content": content,
+               "stop_reason": "tool_use" if "tool_use" in beh else "end_turn", "stop_sequence": None,
                "usage": self.usage(obj, max(1, len(text) // 4))}
         body = dumps(msg).encode()
         if "die_after" in beh:
@@ -593,18 +632,40 @@ class Handler(BaseHTTPRequestHandler):
 
         start_usage = self.usage(obj, 1)
         add("message_start", dumps({"type": "message_start", "message": {
-            "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+            "id": mid, "type": "message", "role": "assistant", "content": [], "model": model,
             "stop_reason": None, "stop_sequence": None, "usage": start_usage}}))
-        add("content_block_start", dumps({"type": "content_block_start", "index": 0,
+        idx = 0
+        if "thinking" in self.beh:
+            add("content_block_start", dumps({"type": "content_block_start", "index": idx,
+                                              "content_block": {"type": "thinking", "thinking": "", "signature": ""}}))
+            for t in THINKING:
+                add("content_block_delta", dumps({"type": "content_block_delta", "index": idx,
+                                                  "delta": {"type": "thinking_delta", "thinking": t}}))
+            add("content_block_delta", dumps({"type": "content_block_delta", "index": idx,
+                                              "delta": {"type": "signature_delta", "signature": SIGNATURE}}))
+            add("content_block_stop", dumps({"type": "content_block_stop", "index": idx}))
+            idx += 1
+        add("content_block_start", dumps({"type": "content_block_start", "index": idx,
                                           "content_block": {"type": "text", "text": ""}}))
-        add("ping", '{"type": "ping"}')
+        if idx == 0:
+            add("ping", '{"type": "ping"}')
         for t in texts:
-            add("content_block_delta", dumps({"type": "content_block_delta", "index": 0,
+            add("content_block_delta", dumps({"type": "content_block_delta", "index": idx,
                                               "delta": {"type": "text_delta", "text": t}}))
-        add("content_block_stop", dumps({"type": "content_block_stop", "index": 0}))
+        add("content_block_stop", dumps({"type": "content_block_stop", "index": idx}))
+        stop = "end_turn"
+        if "tool_use" in self.beh:
+            idx += 1
+            stop = "tool_use"
+            add("content_block_start", dumps({"type": "content_block_start", "index": idx, "content_block": {
+                "type": "tool_use", "id": TOOL_ID, "name": "get_weather", "input": {}}}))
+            for part in TOOL_JSON_PARTS:
+                add("content_block_delta", dumps({"type": "content_block_delta", "index": idx,
+                                                  "delta": {"type": "input_json_delta", "partial_json": part}}))
+            add("content_block_stop", dumps({"type": "content_block_stop", "index": idx}))
         out_tokens = max(1, sum(len(t) for t in texts) // 4)
         add("message_delta", dumps({"type": "message_delta",
-                                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                    "delta": {"stop_reason": stop, "stop_sequence": None},
                                     "usage": {"output_tokens": out_tokens}}))
         add("message_stop", dumps({"type": "message_stop"}))
         return ev
@@ -612,7 +673,13 @@ class Handler(BaseHTTPRequestHandler):
     def send_chunk(self, data):
         with STATE.cond:
             self.record_out(data)
-        self._write(b"%x\r\n" % len(data) + data + b"\r\n", "event")
+        frag = int(self.beh.get("fragment", 0))
+        if frag <= 0:
+            return self._write(b"%x\r\n" % len(data) + data + b"\r\n", "event")
+        for i in range(0, len(data), frag):
+            piece = data[i:i + frag]
+            self._write(b"%x\r\n" % len(piece) + piece + b"\r\n", "event")
+            time.sleep(0.001)
 
     def die(self):
         self.update(state="died", finished_at=time.time())
@@ -650,9 +717,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.update(state="hang_timeout", finished_at=time.time())
                 return self.die()
             if err_after is not None and i == err_after:
-                err = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"},
-                       "request_id": self.request_id}
-                self.send_chunk(("event: error\ndata: %s\n\n" % dumps(err)).encode())
+                self.send_chunk(b'event: error\ndata: {"type": "error", "error": '
+                                b'{"type": "overloaded_error", "message": "Overloaded"}}\n\n')
                 break
             if i > 0:
                 if gate_each:

@@ -11,6 +11,7 @@ incremental reading of SSE events, closing mid-stream) and the plain-CGI runner.
 """
 
 import base64
+import subprocess as _sp
 import hashlib
 import json
 import os
@@ -72,6 +73,8 @@ STACKS = {
     "down": dict(upstream="closed", env={"HTTP_CONNECT_TIMEOUT": "3"}),
     # the responder gets killed by its test (nginx's own 502)
     "killable": dict(env={}),
+    # the responder gets SIGTERM while a stream runs (drain)
+    "drain": dict(env={}),
 }
 
 BASE_ENV = {
@@ -148,7 +151,7 @@ class Proc:
     def alive(self):
         return self.p.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         try:
             os.killpg(self.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -156,13 +159,13 @@ class Proc:
 
     def stop(self, sig=signal.SIGTERM, grace=5.0):
         if self.p.poll() is None:
-            self.signal(sig)
+            self.send_signal(sig)
             try:
                 self.p.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
         # whatever is left of the group (children that outlived the leader)
-        self.signal(signal.SIGKILL)
+        self.send_signal(signal.SIGKILL)
         try:
             self.p.wait(2)
         except subprocess.TimeoutExpired:
@@ -656,9 +659,8 @@ class CGIResult:
             raise AssertionError("CGI body not JSON (rc %s): %r / stderr %s" % (self.rc, self.raw[:300], self.stderr[-300:]))
 
 
-def run_cgi(env, method, path_info, headers=(), body=b"", query="", script="/cgi-bin/ccproxy-claude",
-            timeout=30.0, cwd=None, content_length=None):
-    """Run the responder once as plain CGI (fd 0 a pipe, not a socket)."""
+def cgi_env(env, method, path_info, headers=(), body_len=None, query="", script="/cgi-bin/ccproxy-claude"):
+    """The environment a CGI host gives the responder for one request."""
     e = minimal_env()
     e.update(BASE_ENV)
     e.update(env)
@@ -669,8 +671,8 @@ def run_cgi(env, method, path_info, headers=(), body=b"", query="", script="/cgi
         "REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": method, "SCRIPT_NAME": script,
         "PATH_INFO": path_info, "REQUEST_URI": uri, "QUERY_STRING": query,
     })
-    if body is not None:
-        e["CONTENT_LENGTH"] = str(len(body) if content_length is None else content_length)
+    if body_len is not None:
+        e["CONTENT_LENGTH"] = str(body_len)
     for k, v in headers:
         lk = k.lower()
         if lk == "content-type":
@@ -679,6 +681,14 @@ def run_cgi(env, method, path_info, headers=(), body=b"", query="", script="/cgi
             e["CONTENT_LENGTH"] = v
         else:
             e["HTTP_" + k.upper().replace("-", "_")] = v
+    return e
+
+
+def run_cgi(env, method, path_info, headers=(), body=b"", query="", script="/cgi-bin/ccproxy-claude",
+            timeout=30.0, cwd=None, content_length=None):
+    """Run the responder once as plain CGI (fd 0 a pipe, not a socket)."""
+    blen = None if body is None else (len(body) if content_length is None else content_length)
+    e = cgi_env(env, method, path_info, headers, blen, query, script)
     r = subprocess.run([str(claude_bin())], input=body or b"", env=e, capture_output=True,
                        timeout=timeout, cwd=cwd or tempfile.gettempdir())
     return CGIResult(r.returncode, r.stdout, r.stderr)
@@ -693,6 +703,7 @@ class Suite:
         os.chmod(self.tmp, 0o755)
         self._mock = None
         self.stacks = {}
+        self.failed = {}
         self.cgi_logs = []  # stderr texts of CGI runs, for the key-leak test
 
     @property
@@ -702,6 +713,8 @@ class Suite:
         return self._mock
 
     def stack(self, name):
+        if name in self.failed:
+            raise HarnessError("stack %s failed to start: %s" % (name, self.failed[name]))
         st = self.stacks.get(name)
         if st is None:
             spec = STACKS[name]
@@ -710,9 +723,10 @@ class Suite:
             self.stacks[name] = st
             try:
                 st.start()
-            except Exception:
+            except Exception as e:
                 st.stop()
                 del self.stacks[name]
+                self.failed[name] = str(e)
                 raise
         return st
 

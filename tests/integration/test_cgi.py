@@ -127,3 +127,79 @@ def test_config_bad_values_refused(s):
         check(SERVER_KEY not in r.stderr and SERVER_KEY not in r.raw.decode("latin-1"),
               "%s: the server key was printed", env)
         assert_not_forwarded(s, mid, "refused config %s" % env)
+
+
+def test_cgi_events_arrive_one_by_one(s):
+    """Plain CGI writes to a pipe (stdio would buffer fully): each event must still
+    leave the process before the upstream sends the next one."""
+    import select as _select
+    mid = new_id()
+    body = message_body(stream=True)
+    e = cgi_env({"ANTHROPIC_BASE_URL": s.mock.base}, "POST", "/v1/messages",
+                api_headers(mock_id=mid, behavior="gate_each=" + mid), len(body))
+    errf = open(os.path.join(s.tmp, "cgi-gated-%s.stderr" % mid), "w+b")
+    p = subprocess.Popen([str(claude_bin())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errf,
+                         env=e, cwd=s.tmp)
+    out = bytearray()
+
+    def read_until(pred, what):
+        deadline = time.monotonic() + 15
+        while not pred():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                rec = s.mock.record(mid)
+                raise AssertionError("CGI: %s not written within 15 s although the upstream sent it "
+                                     "(upstream sent %d events, holds the next): stdout is buffered"
+                                     % (what, rec["events_sent"]))
+            r, _, _ = _select.select([p.stdout], [], [], left)
+            if r:
+                d = os.read(p.stdout.fileno(), 65536)
+                if not d:
+                    raise AssertionError("CGI stdout closed early: %r" % bytes(out[-300:]))
+                out.extend(d)
+    try:
+        p.stdin.write(body)
+        p.stdin.close()
+        hdr_end = lambda: out.find(b"\r\n\r\n") if b"\r\n\r\n" in out else out.find(b"\n\n")
+        read_until(lambda: hdr_end() >= 0 and out.count(b"\n\n", hdr_end() + 2) >= 1, "event 1")
+        for k in (1, 2, 3):
+            rec = wait_record(s, mid, "gate_waiting", 10)
+            eq((rec["events_sent"], rec["gate_waiting"]), (k, k), "upstream events sent / waiting")
+            s.mock.release(mid)
+            read_until(lambda: out.count(b"\n\n", hdr_end() + 2) >= k + 1, "event %d" % (k + 1))
+        s.mock.release(mid, all=True)
+        rc = p.wait(20)
+        out.extend(p.stdout.read())
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        errf.seek(0)
+        s.cgi_logs.append(errf.read().decode("utf-8", "replace"))
+        errf.close()
+    eq(rc, 0, "CGI exit status")
+    r = CGIResult(rc, bytes(out), b"")
+    eq(r.status, 200, "status")
+    same_bytes(r.body, rec_response(wait_record(s, mid)), "CGI gated stream")
+
+
+def test_cgi_bodies_logged_only_in_test_environment(s):
+    for envname, expect in (("production", False), ("test", True)):
+        marker = "body-marker-" + uuid.uuid4().hex
+        mid = new_id()
+        r = s.cgi("POST", "/v1/messages", api_headers(mock_id=mid), message_body(text=marker),
+                  env={"ENVIRONMENT": envname})
+        eq(r.status, 200, "%s status" % envname)
+        check((marker in r.stderr) == expect, "ENVIRONMENT=%s: request body %s in the log: %r", envname,
+              "absent" if expect else "present", r.stderr[-400:])
+        check(r.stderr.strip(), "ENVIRONMENT=%s: no log line at all", envname)
+
+
+def test_cgi_console_log_format(s):
+    mid = new_id()
+    r = s.cgi("POST", "/v1/messages", api_headers(mock_id=mid), message_body(), env={"LOG_FORMAT": "console"})
+    eq(r.status, 200, "status")
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    check(lines, "no console log line")
+    check(not any(l.lstrip().startswith("{") for l in lines), "LOG_FORMAT=console still wrote JSON: %r", lines[-1][:200])
+    check(CLIENT_KEY not in r.stderr, "key in console log")

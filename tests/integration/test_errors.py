@@ -58,7 +58,8 @@ def test_401_empty_bearer(s):
 
 def test_404_unknown_route(s):
     st = s.stack("main")
-    for method, path in (("GET", "/v1/nope"), ("POST", "/v2/messages"), ("GET", "/")):
+    for method, path in (("GET", "/v1/nope"), ("POST", "/v2/messages"), ("POST", "/v1/messages/extra"),
+                         ("GET", "/_mock/requests"), ("POST", "/_mock/reset")):
         mid = new_id()
         r = st.request(method, path, api_headers(mock_id=mid), b"{}" if method == "POST" else None)
         assert_anthropic_error(r, 404, "not_found_error", "%s %s" % (method, path))
@@ -258,3 +259,66 @@ def test_502_nginx_responder_down(s):
     assert_anthropic_error(r, 502, "api_error", "responder down")
     r = st.request("POST", "/v1/messages", api_headers(), message_body(), timeout=20)
     assert_anthropic_error(r, 502, "api_error", "responder down (POST)")
+
+
+def test_upstream_retry_after_ms_passthrough(s):
+    st, mid = s.stack("main"), new_id()
+    r = _post(st, message_body(stream=True), mid,
+              api_headers(mock_id=mid, behavior="status=529,retry_after_ms=1500"))
+    eq((r.status, r.header("retry-after-ms"), r.header("x-should-retry")), (529, "1500", "true"),
+       "529 status, retry-after-ms, x-should-retry")
+
+
+def test_nonstream_truncated_reply_is_not_clean(s):
+    """The upstream dies halfway through a non-stream JSON reply: the client must be able
+    to tell (an error status, or a response that does not end cleanly), never a clean 200
+    carrying half a JSON document."""
+    st, mid = s.stack("main"), new_id()
+    c = st.open("POST", "/v1/messages", api_headers(mock_id=mid, behavior="die_after=1"), message_body(),
+                timeout=20)
+    try:
+        c.read_head()
+        try:
+            body = c.read_all()
+            clean = c.clean_end
+        except EOFError:
+            body, clean = bytes(c.body_so_far), False
+    finally:
+        c.close()
+    rec = wait_record(s, mid)
+    eq(rec["state"], "died", "mock state")
+    if c.status == 200:
+        check(not clean, "a truncated upstream reply (%d of %s bytes) reached the client as a clean "
+              "200: %r", len(body), dict(rec["response_headers"]).get("content-length"), body[-80:])
+
+
+def test_502_upstream_drops_connection(s):
+    """The upstream accepts, reads the request and closes without a response."""
+    st = s.stack("main")
+    for stream in (False, True):
+        mid = new_id()
+        r = _post(st, message_body(stream=stream), mid, api_headers(mock_id=mid, behavior="drop"))
+        assert_anthropic_error(r, 502, "api_error", "upstream closed before answering (stream=%s)" % stream)
+
+
+def test_413_default_max_body_bytes(s):
+    """Default MAX_BODY_BYTES is 32 MiB: a body just over it is refused by the responder
+    (nginx's own limit sits a little above), one just under passes."""
+    st, mid = s.stack("main"), new_id()
+    over = message_body(text="z" * (32 * 1024 * 1024 + 1000))
+    r = _post(st, over, mid)
+    assert_anthropic_error(r, 413, "request_too_large", "body of %d bytes" % len(over))
+    assert_not_forwarded(s, mid, "body over 32 MiB")
+
+
+test_413_default_max_body_bytes.timeout = 90
+
+
+def test_413_chunked_body_over_limit(s):
+    st, mid = s.stack("small"), new_id()  # MAX_BODY_BYTES=4096
+    body = message_body(text="c" * 9000)
+    enc = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000])
+                   for i in range(0, len(body), 1000)) + b"0\r\n\r\n"
+    r = st.request("POST", "/v1/messages", api_headers(mock_id=mid, extra=[("Transfer-Encoding", "chunked")]), enc)
+    assert_anthropic_error(r, 413, "request_too_large", "chunked body over MAX_BODY_BYTES")
+    assert_not_forwarded(s, mid, "chunked oversized body")

@@ -166,6 +166,10 @@ def test_cors_preflight_denied(s):
     check(r.header("access-control-allow-origin") is None,
           "foreign origin got access-control-allow-origin %r", r.header("access-control-allow-origin"))
     assert_not_forwarded(s, mid, "denied preflight")
+    # CORS_ALLOW_ORIGINS unset (default none): no origin is allowed
+    r = _preflight(s.stack("serverkey"), ALLOWED_ORIGIN, new_id())
+    check(r.status < 500 and r.header("access-control-allow-origin") is None,
+          "CORS_ALLOW_ORIGINS unset: status %d, allow-origin %r", r.status, r.header("access-control-allow-origin"))
 
 
 def test_cors_headers_on_response(s):
@@ -178,3 +182,38 @@ def test_cors_headers_on_response(s):
     eq(r.status, 200, "status")
     check(r.header("access-control-allow-origin") is None,
           "foreign origin got access-control-allow-origin %r", r.header("access-control-allow-origin"))
+
+
+def test_cors_headers_on_error_responses(s):
+    st = s.stack("main")
+    r = st.request("POST", "/v1/messages", api_headers(key=None, extra=[("origin", ALLOWED_ORIGIN)]), message_body())
+    eq(r.status, 401, "status")
+    check(r.header("access-control-allow-origin") in (ALLOWED_ORIGIN, "*"),
+          "allowed origin on a 401: access-control-allow-origin %r", r.header("access-control-allow-origin"))
+    r = st.request("POST", "/v1/messages", api_headers(behavior="status=429", extra=[("origin", ALLOWED_ORIGIN)]),
+                   message_body())
+    eq(r.status, 429, "status")
+    check(r.header("access-control-allow-origin") in (ALLOWED_ORIGIN, "*"),
+          "allowed origin on an upstream 429: access-control-allow-origin %r", r.header("access-control-allow-origin"))
+
+
+def test_cors_preflight_other_routes(s):
+    st = s.stack("main")
+    for path in ("/v1/messages/count_tokens", "/v1/models", "/v1/models/claude-sonnet-4-20250514"):
+        r = st.request("OPTIONS", path, [("origin", ALLOWED_ORIGIN), ("access-control-request-method", "POST"
+                                         if "count" in path else "GET")])
+        check(r.status in (200, 204) and r.header("access-control-allow-origin") in (ALLOWED_ORIGIN, "*"),
+              "preflight %s: status %d, allow-origin %r", path, r.status, r.header("access-control-allow-origin"))
+
+
+def test_httpoxy_proxy_header_ignored(s):
+    """A client `Proxy:` header must not become the responder's HTTP proxy (httpoxy)."""
+    st, mid = s.stack("main"), new_id()
+    trap = "http://127.0.0.1:%d" % closed_port()
+    r = st.request("POST", "/v1/messages", api_headers(mock_id=mid, extra=[("Proxy", trap)]), message_body())
+    eq(r.status, 200, "status with a Proxy header (nginx)")
+    wait_record(s, mid)
+    mid = new_id()
+    r = s.cgi("POST", "/v1/messages", api_headers(mock_id=mid, extra=[("Proxy", trap)]), message_body())
+    eq(r.status, 200, "status with a Proxy header (CGI, HTTP_PROXY in the environment)")
+    wait_record(s, mid)

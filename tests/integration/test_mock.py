@@ -83,3 +83,19 @@ def test_mock_gate_and_disconnect(s):
     dt = rec["disconnected_at"] - t0
     check(dt < 0.5, "mock saw the close after %.3fs", dt)
     eq(rec["disconnected_during"], "gate", "where")
+
+
+def test_mock_thinking_and_tool_use(s):
+    r = request(s.mock.port, "POST", "/v1/messages", api_headers(behavior="thinking,tool_use,deltas=1"),
+                message_body(stream=True))
+    ev = parse_events(r.body)
+    blocks = [(d["index"], d["content_block"]["type"]) for n, d in ev if n == "content_block_start"]
+    eq(blocks, [(0, "thinking"), (1, "text"), (2, "tool_use")], "content blocks")
+    deltas = [d["delta"]["type"] for n, d in ev if n == "content_block_delta"]
+    eq(deltas[:4], ["thinking_delta"] * 3 + ["signature_delta"], "thinking deltas")
+    eq(json.loads("".join(d["delta"]["partial_json"] for n, d in ev
+                          if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta")),
+       {"location": "San Francisco, CA", "unit": "fahrenheit"}, "tool input")
+    eq(ev[-2][1]["delta"]["stop_reason"], "tool_use", "stop_reason")
+    m = request(s.mock.port, "POST", "/v1/messages", api_headers(behavior="thinking,tool_use"), message_body()).json()
+    eq([c["type"] for c in m["content"]], ["thinking", "text", "tool_use"], "non-stream content")

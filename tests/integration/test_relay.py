@@ -21,6 +21,16 @@ def test_stream_byte_identical(s):
     same_bytes(r.body, rec_response(rec), "stream body")
 
 
+def test_thinking_tool_use_stream_byte_identical(s):
+    st = s.stack("main")
+    for stream in (True, False):
+        mid = new_id()
+        r = st.request("POST", "/v1/messages", api_headers(mock_id=mid, behavior="thinking,tool_use"),
+                       message_body(stream=stream, thinking={"type": "enabled", "budget_tokens": 2048}))
+        eq(r.status, 200, "status")
+        same_bytes(r.body, rec_response(wait_record(s, mid)), "thinking + tool_use (stream=%s)" % stream)
+
+
 def test_nonstream_byte_identical(s):
     st, mid = s.stack("main"), new_id()
     r = st.request("POST", "/v1/messages", api_headers(mock_id=mid), message_body())
@@ -212,3 +222,101 @@ def test_upstream_keepalive_reuse(s):
         peers.append(wait_record(s, mid)["peer"])
     check(len(set(peers)) <= 2, "upstream connections not reused: %d distinct connections for 10 "
           "sequential requests with 2 worker threads: %s", len(set(peers)), sorted(set(peers)))
+
+
+def test_chunked_client_body_byte_for_byte(s):
+    st, mid = s.stack("main"), new_id()
+    body = message_body(text="chunked \u00e9 body " * 50)
+    parts = [body[i:i + 100] for i in range(0, len(body), 100)]
+    enc = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+    r = st.request("POST", "/v1/messages", api_headers(mock_id=mid, extra=[("Transfer-Encoding", "chunked")]), enc)
+    eq(r.status, 200, "status")
+    same_bytes(rec_body(wait_record(s, mid)), body, "chunked request body at the upstream")
+
+
+def test_query_string_not_reencoded(s):
+    st, mid = s.stack("main"), new_id()
+    q = "beta=true&x=a%20b%2Fc&y=%E2%9C%93&z="
+    r = st.request("POST", "/v1/messages?" + q, api_headers(mock_id=mid), message_body())
+    eq(r.status, 200, "status")
+    eq(wait_record(s, mid)["query"], q, "upstream query")
+
+
+def test_upstream_not_taken_from_request(s):
+    """Host header and absolute-form request targets never choose the upstream."""
+    st = s.stack("main")
+    mid = new_id()
+    r = st.request("POST", "/v1/messages", api_headers(mock_id=mid), message_body(), host="evil.example:9")
+    eq(r.status, 200, "status with a foreign Host")
+    eq(rec_headers(wait_record(s, mid)).get("host"), ["127.0.0.1:%d" % s.mock.port], "upstream host")
+    mid = new_id()
+    r = st.request("POST", "http://evil.example:9/v1/messages?beta=true", api_headers(mock_id=mid), message_body())
+    eq(r.status, 200, "status with an absolute-form target")
+    rec = wait_record(s, mid)
+    eq((rec["path"], rec["query"], rec_headers(rec).get("host")),
+       ("/v1/messages", "beta=true", ["127.0.0.1:%d" % s.mock.port]), "upstream request")
+
+
+def test_fragmented_events_byte_identical(s):
+    """Events cut into 7-byte pieces (each its own TCP segment) arrive intact, including
+    an upstream error event split the same way."""
+    st = s.stack("main")
+    for beh in ("fragment=7,deltas=5", "fragment=5,sse_error_after=4"):
+        mid = new_id()
+        r = st.request("POST", "/v1/messages", api_headers(mock_id=mid, behavior=beh), message_body(stream=True))
+        rec = wait_record(s, mid)
+        eq(r.status, 200, beh + " status")
+        same_bytes(r.body, rec_response(rec), "stream (%s)" % beh)
+        check(r.clean_end, "%s: not ended cleanly", beh)
+
+
+def test_upstream_idle_close_then_reuse(s):
+    """The upstream closes a kept-alive connection while idle (its keep-alive timeout):
+    the next request must not fail on the stale connection."""
+    st = s.stack("small")
+    for i in range(4):
+        mid = new_id()
+        r = st.request("POST", "/v1/messages", api_headers(mock_id=mid, behavior="close_idle=0"),
+                       message_body(stream=(i % 2 == 1)))
+        eq(r.status, 200, "request %d after the upstream closed its idle connection" % i)
+        wait_record(s, mid)
+        wait_for(lambda: s.mock.record(mid).get("idle_closed"), 5, what="mock idle close")
+        time.sleep(0.3)
+
+
+def test_huge_and_many_headers_forwarded(s):
+    st, mid = s.stack("main"), new_id()
+    beta = ",".join("beta-feature-%04d-2025-01-01" % i for i in range(700))  # ~20 KB
+    many = [("x-stainless-extra-%02d" % i, "value-%02d" % i) for i in range(60)]
+    r = st.request("POST", "/v1/messages", api_headers(mock_id=mid, extra=[("anthropic-beta", beta)] + many),
+                   message_body())
+    eq(r.status, 200, "status")
+    h = rec_headers(wait_record(s, mid))
+    eq(len((h.get("anthropic-beta") or [""])[0]), len(beta), "length of a 20 KB anthropic-beta")
+    eq(h.get("anthropic-beta"), [beta], "20 KB anthropic-beta")
+    for k, v in many:
+        eq(h.get(k), [v], "upstream header " + k)
+
+
+def test_more_requests_than_threads(s):
+    """WORKER_THREADS=2, 8 concurrent slow requests: all served (queued), none lost."""
+    import threading
+    st = s.stack("small")
+    ids = [new_id() for _ in range(8)]
+    res = {}
+
+    def one(mid, i):
+        try:
+            res[mid] = st.request("POST", "/v1/messages", api_headers(mock_id=mid, behavior="slow=0.3"),
+                                  message_body(stream=bool(i % 2)), timeout=60).status
+        except Exception as e:
+            res[mid] = repr(e)
+    ts = [threading.Thread(target=one, args=(m, i), daemon=True) for i, m in enumerate(ids)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    eq([res.get(m) for m in ids], [200] * 8, "statuses")
+
+
+test_more_requests_than_threads.timeout = 90
