@@ -296,6 +296,7 @@ static int line_of(const char *text, size_t offset)
 static json_object *parse_json_text(const char *text, size_t len, const char *origin, ccp_buf *err)
 {
     json_tokener *tok = json_tokener_new_ex(64);
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *j = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error e = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);

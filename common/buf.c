@@ -54,6 +54,7 @@ void ccp_buf_reserve(ccp_buf *b, size_t extra)
     while (cap < need) cap *= 2;
     b->data = ccp_xrealloc(b->data, cap);
     b->cap = cap;
+    b->data[b->len] = '\0';
 }
 
 void ccp_buf_append(ccp_buf *b, const void *p, size_t n)

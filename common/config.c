@@ -264,7 +264,11 @@ static void load_base_path(source *src, ccp_config *cfg)
         return;
     }
     size_t n = strlen(v);
-    while (n > 1 && v[n - 1] == '/') n--;
+    while (n > 0 && v[n - 1] == '/') n--;
+    if (n == 0 && v[0] == '/') {
+        cfg->base_path = ccp_xstrdup("");
+        return;
+    }
     bool ok = v[0] == '/';
     for (size_t i = 0; ok && i < n; i++)
         if ((unsigned char)v[i] <= ' ' || v[i] == '?' || v[i] == '#' || v[i] == 0x7f) ok = false;
@@ -379,7 +383,8 @@ int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err
 
     /* Each worker holds one upstream transfer, so the thread count is the
      * process's connection ceiling: default it to HTTP_MAX_CONNECTIONS. */
-    cfg->worker_threads = (int)get_long(&src, "WORKER_THREADS", cfg->http_max_connections, 1, 4096);
+    long threads_default = cfg->http_max_connections < 4096 ? cfg->http_max_connections : 4096;
+    cfg->worker_threads = (int)get_long(&src, "WORKER_THREADS", threads_default, 1, 4096);
     cfg->worker_stack_kb = (int)get_long(&src, "WORKER_STACK_KB", 256, 64, 65536);
     cfg->shutdown_grace_s = (int)get_long(&src, "SHUTDOWN_GRACE", 30, 0, 86400);
 

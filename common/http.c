@@ -122,6 +122,7 @@ ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base
     r->content_type = ccp_http_param(io->envp, "CONTENT_TYPE");
     const char *cl = ccp_http_param(io->envp, "CONTENT_LENGTH");
     if (cl && *cl) {
+        if (strspn(cl, "0123456789") != strlen(cl)) return CCP_REQ_BAD;
         char *end;
         errno = 0;
         long long n = strtoll(cl, &end, 10);

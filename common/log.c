@@ -131,12 +131,14 @@ void ccp_log_event_json(ccp_log_level level, const char *event, const char *json
     finish(&b);
 }
 
-static void body_field(ccp_buf *b, const char *k, const char *body, size_t len)
+static void body_field(ccp_buf *b, const char *k, const char *truncated_key, const char *body, size_t len)
 {
     if (!log_bodies || !body) return;
     size_t n = len < body_cap ? len : body_cap;
+    /* Never cut inside a UTF-8 sequence: the line must stay valid text. */
+    while (n < len && n > 0 && ((unsigned char)body[n] & 0xC0) == 0x80) n--;
     field_str(b, k, body, n);
-    if (n < len) field_raw(b, "body_truncated", "true");
+    if (n < len) field_raw(b, truncated_key, "true");
 }
 
 void ccp_log_request(const ccp_request_log *r)
@@ -158,7 +160,7 @@ void ccp_log_request(const ccp_request_log *r)
     field_raw(&b, "bytes_out", "%zu", r->bytes_out);
     if (r->key_fp) field_cstr(&b, "key_fp", r->key_fp);
     if (r->error) field_cstr(&b, "error", r->error);
-    body_field(&b, "request_body", r->request_body, r->request_body_len);
-    body_field(&b, "response_body", r->response_body, r->response_body_len);
+    body_field(&b, "request_body", "request_body_truncated", r->request_body, r->request_body_len);
+    body_field(&b, "response_body", "response_body_truncated", r->response_body, r->response_body_len);
     finish(&b);
 }

@@ -219,6 +219,7 @@ static void preflight(exchange *x, const char *allow)
 static bool parse_body(exchange *x)
 {
     json_tokener *tok = json_tokener_new_ex(64);
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *obj = json_tokener_parse_ex(tok, x->req.body.data ? x->req.body.data : "", (int)x->req.body.len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);

@@ -10,7 +10,7 @@ size_t ccp_sse_last_boundary(const char *p, size_t n)
         char a = p[i - 2], b = p[i - 1];
         if (b == '\n' && a == '\n') return i;
         if (b == '\n' && a == '\r' && i >= 3 && p[i - 3] == '\n') return i;
-        if (b == '\r' && a == '\r' && (i == n || p[i] != '\n')) return i;
+        if (b == '\r' && a == '\r') return i < n && p[i] == '\n' ? i + 1 : i;
     }
     return 0;
 }
@@ -20,6 +20,7 @@ int ccp_sse_framer_feed(ccp_sse_framer *f, const char *p, size_t n, ccp_sse_emit
     if (f->tail.len == 0) {
         /* Common case: no carry-over, so no copy of the complete part. */
         size_t cut = ccp_sse_last_boundary(p, n);
+        if (n - cut > CCP_SSE_MAX_HELD) cut = n;
         if (cut && emit(ctx, p, cut) != 0) return -1;
         if (cut < n) ccp_buf_append(&f->tail, p + cut, n - cut);
         return 0;

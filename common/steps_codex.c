@@ -312,21 +312,28 @@ static void *tools_load(json_object *params, const ccp_step_env *env, ccp_buf *e
     return tools;
 }
 
-static const char *tool_name(json_object *tool)
+static const char *tool_field(json_object *tool, const char *key)
 {
-    json_object *name;
-    if (json_object_is_type(tool, json_type_object) && json_object_object_get_ex(tool, "name", &name) &&
-        is_str(name))
-        return json_object_get_string(name);
+    json_object *v;
+    if (json_object_is_type(tool, json_type_object) && json_object_object_get_ex(tool, key, &v) && is_str(v))
+        return json_object_get_string(v);
     return NULL;
 }
 
-static bool has_tool_named(json_object *list, const char *name)
+/* The same tool for the API: the same name, or, for tools without a name
+ * (web_search & co.), the same type. */
+static bool same_tool(json_object *a, json_object *b)
 {
-    for (size_t i = 0; i < json_object_array_length(list); i++) {
-        const char *n = tool_name(json_object_array_get_idx(list, i));
-        if (n && strcmp(n, name) == 0) return true;
-    }
+    const char *na = tool_field(a, "name"), *nb = tool_field(b, "name");
+    if (na || nb) return na && nb && strcmp(na, nb) == 0;
+    const char *ta = tool_field(a, "type"), *tb = tool_field(b, "type");
+    return ta && tb && strcmp(ta, tb) == 0;
+}
+
+static bool has_tool(json_object *list, json_object *tool)
+{
+    for (size_t i = 0; list && i < json_object_array_length(list); i++)
+        if (same_tool(json_object_array_get_idx(list, i), tool)) return true;
     return false;
 }
 
@@ -350,9 +357,8 @@ static int tools_apply(const void *state, ccp_transform *t, ccp_buf *err)
     json_object *merged = json_object_new_array();
     for (size_t i = 0; i < json_object_array_length(defaults); i++) {
         json_object *tool = json_object_array_get_idx(defaults, i), *copy = NULL;
-        /* A client tool of the same name wins: the API refuses duplicates. */
-        const char *name = tool_name(tool);
-        if (name && client && has_tool_named(client, name)) continue;
+        /* The client's own tool of that name wins: the API refuses twins. */
+        if (has_tool(client, tool)) continue;
         if (json_object_deep_copy(tool, &copy, NULL) != 0) {
             json_object_put(merged);
             ccp_buf_append_str(err, "tools: cannot copy the default tools");

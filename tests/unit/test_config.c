@@ -1,0 +1,783 @@
+/* config: defaults, every validation error, ACCESS_KEYS, BASE_PATH, CORS,
+ * the base URL, the .env file (parser and precedence), and secret masking.
+ *
+ * The group runs in a fresh empty directory so a stray ./.env cannot leak in;
+ * every test starts from an environment with all config variables unset. */
+#include "unit.h"
+
+#include <json-c/json.h>
+
+#include "../../common/config.h"
+#include "../../common/dialect.h"
+
+#define NAMES (&ccp_dialect_anthropic.config_names)
+
+static char old_cwd[4096];
+static char tmp_dir[64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (!getcwd(old_cwd, sizeof old_cwd)) return -1;
+    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/ccp-unit-cfg-XXXXXX");
+    if (!mkdtemp(tmp_dir) || chdir(tmp_dir) != 0) return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    unit_env_clear();
+    if (chdir(old_cwd) != 0) return -1;
+    return rmdir(tmp_dir);
+}
+
+static int test_setup(void **state)
+{
+    (void)state;
+    unit_env_clear();
+    return 0;
+}
+
+/* Sets each "NAME=value" (NULL-terminated list). */
+static void env_set(const char *const *pairs)
+{
+    for (; pairs && *pairs; pairs++) {
+        const char *eq = strchr(*pairs, '=');
+        assert_non_null(eq);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - *pairs), *pairs);
+        assert_int_equal(setenv(name, eq + 1, 1), 0);
+    }
+}
+
+static size_t line_count(const ccp_buf *b)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->len; i++) n += b->data[i] == '\n';
+    return n;
+}
+
+/* Loads with exactly these variables set; expects rc. */
+static void load_expect(ccp_config *cfg, ccp_buf *err, const char *const *pairs, int rc)
+{
+    unit_env_clear();
+    env_set(pairs);
+    ccp_buf_reset(err);
+    int got = ccp_config_load(cfg, NAMES, err);
+    if (got != rc) print_error("config load returned %d, errors: %s\n", got, ccp_buf_cstr(err));
+    assert_int_equal(got, rc);
+}
+
+/* ---- defaults ------------------------------------------------------------- */
+
+static void test_defaults_with_empty_environment(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, NULL, CCP_OK);
+    assert_int_equal(err.len, 0);
+    assert_int_equal(cfg.environment, CCP_ENV_PRODUCTION);
+    assert_string_equal(cfg.upstream_base_url, "https://api.anthropic.com");
+    assert_null(cfg.server_api_key);
+    assert_int_equal(cfg.access_count, 0);
+    assert_int_equal(cfg.upstream_auth_style, CCP_AUTH_AUTO);
+    assert_int_equal(cfg.log_level, CCP_LOG_INFO);
+    assert_int_equal(cfg.log_format, CCP_LOG_JSON);
+    assert_int_equal(cfg.log_body_max_bytes, 4096);
+    assert_int_equal(cfg.http_timeout_ms, 600000);
+    assert_int_equal(cfg.http_connect_timeout_ms, 10000);
+    assert_int_equal(cfg.http_max_keepalive, 20);
+    assert_int_equal(cfg.http_max_connections, 100);
+    assert_int_equal(cfg.http_keepalive_expiry_s, 30);
+    assert_string_equal(cfg.service_host, "127.0.0.1");
+    assert_int_equal(cfg.service_port, 8001);
+    assert_int_equal(cfg.max_body_bytes, 32u << 20);
+    assert_string_equal(cfg.base_path, "");
+    assert_int_equal(cfg.cors_count, 0);
+    assert_false(cfg.cors_any);
+    assert_int_equal(cfg.worker_threads, 100); /* follows HTTP_MAX_CONNECTIONS */
+    assert_int_equal(cfg.worker_stack_kb, 256);
+    assert_int_equal(cfg.shutdown_grace_s, 30);
+    assert_null(cfg.adapters_file);
+    assert_null(cfg.session_secret);
+    assert_null(cfg.env_file); /* no ./.env in the test directory */
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+static void test_worker_threads_default_follows_max_connections(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env[] = {"HTTP_MAX_CONNECTIONS=7", NULL};
+    load_expect(&cfg, &err, env, CCP_OK);
+    assert_int_equal(cfg.worker_threads, 7);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+/* WORKER_THREADS allows 1..4096; its default (HTTP_MAX_CONNECTIONS, up to
+ * 10000) must stay inside that range too. */
+static void test_worker_threads_default_stays_within_its_range(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env[] = {"HTTP_MAX_CONNECTIONS=10000", NULL};
+    load_expect(&cfg, &err, env, CCP_OK);
+    assert_int_equal(cfg.http_max_connections, 10000);
+    int threads = cfg.worker_threads;
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+    if (threads > 4096) print_error("worker_threads defaulted to %d\n", threads);
+    assert_true(threads >= 1 && threads <= 4096);
+}
+
+static void test_valid_values_are_taken(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env[] = {
+        "ENVIRONMENT=TEST",         "LOG_LEVEL=warn",           "LOG_FORMAT=console",
+        "LOG_BODY_MAX_BYTES=0",     "HTTP_TIMEOUT=1.5",         "HTTP_CONNECT_TIMEOUT=0.1",
+        "HTTP_MAX_KEEPALIVE=0",     "HTTP_MAX_CONNECTIONS=10000", "HTTP_KEEPALIVE_EXPIRY=1.2",
+        "CLAUDE_SERVICE_HOST=0.0.0.0", "CLAUDE_SERVICE_PORT=65535", "MAX_BODY_BYTES=1024",
+        "WORKER_THREADS=4096",      "WORKER_STACK_KB=64",       "SHUTDOWN_GRACE=0",
+        "UPSTREAM_AUTH_STYLE=Bearer", "ADAPTERS_FILE=/etc/a.json", "SESSION_SECRET=s",
+        NULL,
+    };
+    load_expect(&cfg, &err, env, CCP_OK);
+    assert_int_equal(cfg.environment, CCP_ENV_TEST);
+    assert_int_equal(cfg.log_level, CCP_LOG_WARNING);
+    assert_int_equal(cfg.log_format, CCP_LOG_CONSOLE);
+    assert_int_equal(cfg.log_body_max_bytes, 0);
+    assert_int_equal(cfg.http_timeout_ms, 1500);
+    assert_int_equal(cfg.http_connect_timeout_ms, 100);
+    assert_int_equal(cfg.http_max_keepalive, 0);
+    assert_int_equal(cfg.http_max_connections, 10000);
+    assert_int_equal(cfg.http_keepalive_expiry_s, 2); /* rounded up to whole seconds */
+    assert_string_equal(cfg.service_host, "0.0.0.0");
+    assert_int_equal(cfg.service_port, 65535);
+    assert_int_equal(cfg.max_body_bytes, 1024);
+    assert_int_equal(cfg.worker_threads, 4096);
+    assert_int_equal(cfg.worker_stack_kb, 64);
+    assert_int_equal(cfg.shutdown_grace_s, 0);
+    assert_int_equal(cfg.upstream_auth_style, CCP_AUTH_BEARER);
+    assert_string_equal(cfg.adapters_file, "/etc/a.json");
+    assert_string_equal(cfg.session_secret, "s");
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+static void test_log_level_aliases(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *v;
+        ccp_log_level want;
+    } cases[] = {
+        {"LOG_LEVEL=debug", CCP_LOG_DEBUG},    {"LOG_LEVEL=INFO", CCP_LOG_INFO},
+        {"LOG_LEVEL=warning", CCP_LOG_WARNING}, {"LOG_LEVEL=WARN", CCP_LOG_WARNING},
+        {"LOG_LEVEL=error", CCP_LOG_ERROR},    {"LOG_LEVEL=critical", CCP_LOG_ERROR},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        ccp_config cfg;
+        ccp_buf err = {0};
+        const char *const env[] = {cases[i].v, NULL};
+        load_expect(&cfg, &err, env, CCP_OK);
+        assert_int_equal(cfg.log_level, cases[i].want);
+        ccp_config_free(&cfg);
+        ccp_buf_free(&err);
+    }
+}
+
+/* ---- one error line per bad value ------------------------------------------ */
+
+static void test_each_bad_value_gives_one_line_naming_it(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "LOG_BODY_MAX_BYTES=-1",     "LOG_BODY_MAX_BYTES=16777217", "LOG_BODY_MAX_BYTES=abc",
+        "LOG_BODY_MAX_BYTES=12x",    "LOG_BODY_MAX_BYTES=1.5",
+        "HTTP_TIMEOUT=0.05",         "HTTP_TIMEOUT=86401",          "HTTP_TIMEOUT=nan",
+        "HTTP_TIMEOUT=inf",          "HTTP_TIMEOUT=ten",            "HTTP_TIMEOUT=5s",
+        "HTTP_CONNECT_TIMEOUT=0",    "HTTP_CONNECT_TIMEOUT=601",    "HTTP_CONNECT_TIMEOUT=-1",
+        "HTTP_MAX_KEEPALIVE=-1",     "HTTP_MAX_KEEPALIVE=10001",    "HTTP_MAX_KEEPALIVE=many",
+        "HTTP_MAX_CONNECTIONS=0",    "HTTP_MAX_CONNECTIONS=10001",  "HTTP_MAX_CONNECTIONS=0x10",
+        "HTTP_KEEPALIVE_EXPIRY=0.5", "HTTP_KEEPALIVE_EXPIRY=86401", "HTTP_KEEPALIVE_EXPIRY=x",
+        "CLAUDE_SERVICE_PORT=0",     "CLAUDE_SERVICE_PORT=65536",   "CLAUDE_SERVICE_PORT=80a",
+        "CLAUDE_SERVICE_PORT=99999999999999999999999",
+        "MAX_BODY_BYTES=1023",       "MAX_BODY_BYTES=1073741825",   "MAX_BODY_BYTES=1MB",
+        "WORKER_THREADS=0",          "WORKER_THREADS=4097",         "WORKER_THREADS=four",
+        "WORKER_STACK_KB=63",        "WORKER_STACK_KB=65537",       "WORKER_STACK_KB=-64",
+        "SHUTDOWN_GRACE=-1",         "SHUTDOWN_GRACE=86401",        "SHUTDOWN_GRACE=1e3",
+        "ENVIRONMENT=staging",       "LOG_LEVEL=verbose",           "LOG_FORMAT=xml",
+        "UPSTREAM_AUTH_STYLE=basic", "BASE_PATH=claude",            "BASE_PATH=/a b",
+        "BASE_PATH=/a?b",            "ANTHROPIC_BASE_URL=ftp://h",  "ANTHROPIC_BASE_URL=api.anthropic.com",
+        "ANTHROPIC_BASE_URL=https://", "ANTHROPIC_BASE_URL=https:///path",
+        "ANTHROPIC_BASE_URL=https://h/p?x=1", "ANTHROPIC_BASE_URL=https://h/a b",
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        ccp_config cfg;
+        ccp_buf err = {0};
+        const char *const env[] = {cases[i], NULL};
+        load_expect(&cfg, &err, env, CCP_ERR);
+        if (line_count(&err) != 1 || !strstr(ccp_buf_cstr(&err), cases[i]))
+            print_error("case %s gave: %s\n", cases[i], ccp_buf_cstr(&err));
+        assert_int_equal(line_count(&err), 1);
+        /* "NAME=value" appears verbatim in the line. */
+        assert_non_null(strstr(ccp_buf_cstr(&err), cases[i]));
+        ccp_config_free(&cfg);
+        ccp_buf_free(&err);
+    }
+}
+
+static void test_several_bad_values_give_several_lines(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env[] = {"HTTP_TIMEOUT=0", "CLAUDE_SERVICE_PORT=0", "LOG_FORMAT=yaml", NULL};
+    load_expect(&cfg, &err, env, CCP_ERR);
+    assert_int_equal(line_count(&err), 3);
+    assert_non_null(strstr(err.data, "HTTP_TIMEOUT=0"));
+    assert_non_null(strstr(err.data, "CLAUDE_SERVICE_PORT=0"));
+    assert_non_null(strstr(err.data, "LOG_FORMAT=yaml"));
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+static void test_empty_value_counts_as_unset(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env[] = {"CLAUDE_SERVICE_PORT=", "ANTHROPIC_API_KEY=", NULL};
+    load_expect(&cfg, &err, env, CCP_OK);
+    assert_int_equal(cfg.service_port, 8001);
+    assert_null(cfg.server_api_key);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+static void test_server_key_without_access_keys_is_refused(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env[] = {"ANTHROPIC_API_KEY=sk-ant-server-0123456789", NULL};
+    load_expect(&cfg, &err, env, CCP_ERR);
+    assert_int_equal(line_count(&err), 1);
+    assert_non_null(strstr(err.data, "ANTHROPIC_API_KEY"));
+    assert_non_null(strstr(err.data, "ACCESS_KEYS"));
+    assert_null(strstr(err.data, "sk-ant-server-0123456789"));
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+static void test_server_key_with_access_keys_is_accepted(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env[] = {"ANTHROPIC_API_KEY=sk-ant-server", "ACCESS_KEYS=client-one", NULL};
+    load_expect(&cfg, &err, env, CCP_OK);
+    assert_string_equal(cfg.server_api_key, "sk-ant-server");
+    assert_int_equal(cfg.access_count, 1);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+static void test_access_keys_list_plain_and_sha256(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    /* sha256("abc"), upper case accepted too; empty entries and spaces skipped. */
+    const char *const env[] = {
+        "ACCESS_KEYS= one ,, two ,sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad,"
+        "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD,",
+        NULL,
+    };
+    load_expect(&cfg, &err, env, CCP_OK);
+    assert_int_equal(cfg.access_count, 4);
+    static const unsigned char abc[32] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
+                                          0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
+                                          0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    assert_memory_equal(cfg.access_digests[2], abc, 32);
+    assert_memory_equal(cfg.access_digests[3], abc, 32);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+static void test_bad_sha256_entry_refused_without_echo(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "ACCESS_KEYS=good,sha256:TOPSECRETvalue",
+        "ACCESS_KEYS=good,sha256:",
+        /* 64 characters, one not hex */
+        "ACCESS_KEYS=good,sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015aZ",
+        /* 66 hex digits */
+        "ACCESS_KEYS=good,sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015adaa",
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        ccp_config cfg;
+        ccp_buf err = {0};
+        const char *const env[] = {cases[i], NULL};
+        load_expect(&cfg, &err, env, CCP_ERR);
+        assert_int_equal(line_count(&err), 1);
+        assert_non_null(strstr(err.data, "ACCESS_KEYS"));
+        assert_non_null(strstr(err.data, "entry 2"));
+        const char *entry = strstr(cases[i], "sha256:") + 7;
+        if (*entry) assert_null(strstr(err.data, entry));
+        assert_null(strstr(err.data, "TOPSECRET"));
+        assert_null(strstr(err.data, "good"));
+        assert_int_equal(cfg.access_count, 1); /* the good one still counts */
+        ccp_config_free(&cfg);
+        ccp_buf_free(&err);
+    }
+}
+
+/* ---- BASE_PATH, CORS, base URL ------------------------------------------------ */
+
+static void test_base_path_normalisation(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env;
+        const char *want;
+    } cases[] = {
+        {"BASE_PATH=/claude/", "/claude"},
+        {"BASE_PATH=/claude", "/claude"},
+        {"BASE_PATH=/claude///", "/claude"},
+        {"BASE_PATH=/a/b/", "/a/b"},
+        {"BASE_PATH=/", ""},
+        {"BASE_PATH=", ""},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        ccp_config cfg;
+        ccp_buf err = {0};
+        const char *const env[] = {cases[i].env, NULL};
+        load_expect(&cfg, &err, env, CCP_OK);
+        if (strcmp(cfg.base_path, cases[i].want) != 0)
+            print_error("%s gave base_path \"%s\", want \"%s\"\n", cases[i].env, cfg.base_path, cases[i].want);
+        assert_string_equal(cfg.base_path, cases[i].want);
+        ccp_config_free(&cfg);
+        ccp_buf_free(&err);
+    }
+}
+
+/* base_path is documented as "" or "/prefix" without a trailing slash, and
+ * "/" means "". "//" is the same root, so it must also give "". */
+static void test_base_path_of_only_slashes_is_root(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env[] = {"BASE_PATH=//", NULL};
+    load_expect(&cfg, &err, env, CCP_OK);
+    char got[16];
+    snprintf(got, sizeof got, "%s", cfg.base_path);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+    assert_string_equal(got, "");
+}
+
+static void test_cors_list_trims_and_detects_star(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env1[] = {"CORS_ALLOW_ORIGINS= https://a.example ,https://b.example,, ", NULL};
+    load_expect(&cfg, &err, env1, CCP_OK);
+    assert_int_equal(cfg.cors_count, 2);
+    assert_string_equal(cfg.cors_origins[0], "https://a.example");
+    assert_string_equal(cfg.cors_origins[1], "https://b.example");
+    assert_false(cfg.cors_any);
+    ccp_config_free(&cfg);
+
+    const char *const env2[] = {"CORS_ALLOW_ORIGINS=https://a.example, *", NULL};
+    load_expect(&cfg, &err, env2, CCP_OK);
+    assert_int_equal(cfg.cors_count, 2);
+    assert_true(cfg.cors_any);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+static void test_base_url_trailing_slash_stripped_path_kept(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env;
+        const char *want;
+    } cases[] = {
+        {"ANTHROPIC_BASE_URL=https://api.example.com/", "https://api.example.com"},
+        {"ANTHROPIC_BASE_URL=https://api.example.com///", "https://api.example.com"},
+        {"ANTHROPIC_BASE_URL=http://127.0.0.1:9000/proxy/anthropic/", "http://127.0.0.1:9000/proxy/anthropic"},
+        {"ANTHROPIC_BASE_URL=https://gw.example/v0", "https://gw.example/v0"},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        ccp_config cfg;
+        ccp_buf err = {0};
+        const char *const env[] = {cases[i].env, NULL};
+        load_expect(&cfg, &err, env, CCP_OK);
+        assert_string_equal(cfg.upstream_base_url, cases[i].want);
+        ccp_config_free(&cfg);
+        ccp_buf_free(&err);
+    }
+}
+
+static void test_bad_base_url_falls_back_to_default(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const env[] = {"ANTHROPIC_BASE_URL=file:///etc/passwd", NULL};
+    load_expect(&cfg, &err, env, CCP_ERR);
+    assert_string_equal(cfg.upstream_base_url, "https://api.anthropic.com");
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+/* ---- ccp_env_parse ------------------------------------------------------------- */
+
+typedef struct collected {
+    ccp_buf text; /* "KEY=VALUE\n" per pair, in order */
+    int n;
+} collected;
+
+static void collect(void *ctx, const char *key, const char *value)
+{
+    collected *c = ctx;
+    ccp_buf_printf(&c->text, "%s=%s\n", key, value);
+    c->n++;
+}
+
+static void test_env_parse_accepted_forms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        const char *out;
+    } cases[] = {
+        {"A=1", "A=1\n"},
+        {"A=1\nB=2\n", "A=1\nB=2\n"},
+        {"export A=1", "A=1\n"},
+        {"export   A=1", "A=1\n"},
+        {"  A = spaced value  ", "A=spaced value\n"},
+        {"A=", "A=\n"},
+        {"# comment\n\n   # indented comment\nA=1", "A=1\n"},
+        {"A=value # comment", "A=value\n"},
+        {"A=value\t# comment", "A=value\n"},
+        {"A=val#ue", "A=val#ue\n"},
+        {"A=#notcomment", "A=#notcomment\n"},
+        {"A=\"quoted # not a comment\"", "A=quoted # not a comment\n"},
+        {"A=\"line\\nbreak \\\"q\\\" back\\\\slash\"", "A=line\nbreak \"q\" back\\slash\n"},
+        {"A='single \\n # kept'", "A=single \\n # kept\n"},
+        {"A=\"\"", "A=\n"},
+        {"A=1\r\nB=2\r\n", "A=1\nB=2\n"},
+        {"A=\"q\"\r\n", "A=q\n"},
+        {"A=x=y", "A=x=y\n"},
+        {"lower_case9=v", "lower_case9=v\n"},
+        {"A=1\nA=2", "A=1\nA=2\n"},
+        {"", ""},
+        {"\n\n\r\n", ""},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        collected c = {0};
+        ccp_buf err = {0};
+        int rc = ccp_env_parse(cases[i].in, strlen(cases[i].in), collect, &c, &err);
+        if (rc != CCP_OK || strcmp(ccp_buf_cstr(&c.text), cases[i].out) != 0)
+            print_error("input [%s] gave rc %d [%s] err [%s]\n", cases[i].in, rc, ccp_buf_cstr(&c.text),
+                        ccp_buf_cstr(&err));
+        assert_int_equal(rc, CCP_OK);
+        assert_int_equal(err.len, 0);
+        assert_string_equal(ccp_buf_cstr(&c.text), cases[i].out);
+        ccp_buf_free(&c.text);
+        ccp_buf_free(&err);
+    }
+}
+
+static void test_env_parse_respects_length(void **state)
+{
+    (void)state;
+    collected c = {0};
+    ccp_buf err = {0};
+    const char text[] = "A=1\nB=2";
+    assert_int_equal(ccp_env_parse(text, 3, collect, &c, &err), CCP_OK);
+    assert_string_equal(ccp_buf_cstr(&c.text), "A=1\n");
+    ccp_buf_free(&c.text);
+    ccp_buf_free(&err);
+}
+
+static void test_env_parse_malformed_lines_report_line_numbers(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        const char *msg;  /* substring of the error */
+        const char *good; /* the pairs still delivered */
+    } cases[] = {
+        {"A=1\nnot a pair\nB=2", "line 2: expected KEY=VALUE", "A=1\nB=2\n"},
+        {"=value", "line 1: expected KEY=VALUE", ""},
+        {"# c\r\n\r\nexport B\r\n", "line 3: expected KEY=VALUE", ""},
+        {"A-B=1", "line 1: expected KEY=VALUE", ""},
+        {"A=1\nB=\"open\nC=3", "line 2: B: unterminated quote", "A=1\nC=3\n"},
+        {"A='open", "line 1: A: unterminated quote", ""},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        collected c = {0};
+        ccp_buf err = {0};
+        int rc = ccp_env_parse(cases[i].in, strlen(cases[i].in), collect, &c, &err);
+        assert_int_equal(rc, CCP_ERR);
+        if (!strstr(ccp_buf_cstr(&err), cases[i].msg)) print_error("got: %s\n", ccp_buf_cstr(&err));
+        assert_non_null(strstr(ccp_buf_cstr(&err), cases[i].msg));
+        assert_int_equal(line_count(&err), 1);
+        assert_string_equal(ccp_buf_cstr(&c.text), cases[i].good);
+        ccp_buf_free(&c.text);
+        ccp_buf_free(&err);
+    }
+}
+
+/* ---- .env file through ccp_config_load ----------------------------------------- */
+
+static void test_env_file_values_are_read(void **state)
+{
+    (void)state;
+    static const char text[] = "# cc-proxy settings\r\n"
+                               "export LOG_LEVEL=debug\r\n"
+                               "CLAUDE_SERVICE_PORT=9100 # the port\r\n"
+                               "BASE_PATH=\"/claude/\"\r\n"
+                               "CORS_ALLOW_ORIGINS='https://a.example, https://b.example'\r\n";
+    char path[64];
+    unit_write_tmp(path, text, sizeof text - 1);
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *env[] = {NULL, NULL};
+    char var[128];
+    snprintf(var, sizeof var, "CCPROXY_ENV_FILE=%s", path);
+    env[0] = var;
+    load_expect(&cfg, &err, env, CCP_OK);
+    assert_int_equal(cfg.log_level, CCP_LOG_DEBUG);
+    assert_int_equal(cfg.service_port, 9100);
+    assert_string_equal(cfg.base_path, "/claude");
+    assert_int_equal(cfg.cors_count, 2);
+    assert_string_equal(cfg.cors_origins[1], "https://b.example");
+    assert_string_equal(cfg.env_file, path);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+    unlink(path);
+}
+
+static void test_environment_wins_over_env_file(void **state)
+{
+    (void)state;
+    static const char text[] = "LOG_LEVEL=debug\nCLAUDE_SERVICE_PORT=9100\n";
+    char path[64];
+    unit_write_tmp(path, text, sizeof text - 1);
+    char var[128];
+    snprintf(var, sizeof var, "CCPROXY_ENV_FILE=%s", path);
+    const char *const env[] = {var, "LOG_LEVEL=error", NULL};
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, env, CCP_OK);
+    assert_int_equal(cfg.log_level, CCP_LOG_ERROR);
+    assert_int_equal(cfg.service_port, 9100);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+    unlink(path);
+}
+
+static void test_env_file_later_line_wins(void **state)
+{
+    (void)state;
+    static const char text[] = "CLAUDE_SERVICE_PORT=9100\nCLAUDE_SERVICE_PORT=9200\n";
+    char path[64];
+    unit_write_tmp(path, text, sizeof text - 1);
+    char var[128];
+    snprintf(var, sizeof var, "CCPROXY_ENV_FILE=%s", path);
+    const char *const env[] = {var, NULL};
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, env, CCP_OK);
+    assert_int_equal(cfg.service_port, 9200);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+    unlink(path);
+}
+
+static void test_default_dot_env_in_working_directory(void **state)
+{
+    (void)state;
+    static const char text[] = "CLAUDE_SERVICE_PORT=9300\n";
+    FILE *f = fopen(".env", "wb");
+    assert_non_null(f);
+    fwrite(text, 1, sizeof text - 1, f);
+    fclose(f);
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, NULL, CCP_OK);
+    assert_int_equal(cfg.service_port, 9300);
+    assert_string_equal(cfg.env_file, ".env");
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+    unlink(".env");
+}
+
+static void test_missing_explicit_env_file_is_an_error(void **state)
+{
+    (void)state;
+    const char *const env[] = {"CCPROXY_ENV_FILE=/nonexistent/ccp-unit.env", NULL};
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, env, CCP_ERR);
+    assert_int_equal(line_count(&err), 1);
+    assert_non_null(strstr(err.data, "CCPROXY_ENV_FILE=/nonexistent/ccp-unit.env"));
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+static void test_malformed_env_file_reports_file_and_line(void **state)
+{
+    (void)state;
+    static const char text[] = "A=1\n# fine\nthis is wrong\nB=2\n";
+    char path[64];
+    unit_write_tmp(path, text, sizeof text - 1);
+    char var[128];
+    snprintf(var, sizeof var, "CCPROXY_ENV_FILE=%s", path);
+    const char *const env[] = {var, NULL};
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, env, CCP_ERR);
+    assert_int_equal(line_count(&err), 1);
+    assert_non_null(strstr(err.data, path));
+    assert_non_null(strstr(err.data, "line 3"));
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+    unlink(path);
+}
+
+static void test_bad_value_from_env_file_is_reported(void **state)
+{
+    (void)state;
+    static const char text[] = "WORKER_THREADS=0\n";
+    char path[64];
+    unit_write_tmp(path, text, sizeof text - 1);
+    char var[128];
+    snprintf(var, sizeof var, "CCPROXY_ENV_FILE=%s", path);
+    const char *const env[] = {var, NULL};
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, env, CCP_ERR);
+    assert_non_null(strstr(err.data, "WORKER_THREADS=0"));
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+    unlink(path);
+}
+
+/* ---- describe ------------------------------------------------------------------- */
+
+static void test_describe_masks_secrets_and_is_json(void **state)
+{
+    (void)state;
+    const char *const env[] = {
+        "ANTHROPIC_API_KEY=sk-ant-SERVERSECRET",
+        "ACCESS_KEYS=CLIENTSECRET1,sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "SESSION_SECRET=SESSIONSECRET",
+        "BASE_PATH=/claude/",
+        NULL,
+    };
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, env, CCP_OK);
+    ccp_buf out = {0};
+    ccp_buf_append_char(&out, '{');
+    ccp_config_describe(&cfg, NAMES, &out);
+    ccp_buf_append_char(&out, '}');
+    assert_null(strstr(out.data, "SERVERSECRET"));
+    assert_null(strstr(out.data, "CLIENTSECRET"));
+    assert_null(strstr(out.data, "SESSIONSECRET"));
+    assert_null(strstr(out.data, "ba7816bf"));
+
+    json_object *o = json_tokener_parse(out.data);
+    assert_non_null(o);
+    json_object *v;
+    assert_true(json_object_object_get_ex(o, "ANTHROPIC_API_KEY", &v));
+    assert_string_equal(json_object_get_string(v), "***");
+    assert_true(json_object_object_get_ex(o, "SESSION_SECRET", &v));
+    assert_string_equal(json_object_get_string(v), "***");
+    assert_true(json_object_object_get_ex(o, "ACCESS_KEYS", &v));
+    assert_int_equal(json_object_get_int(v), 2);
+    assert_true(json_object_object_get_ex(o, "BASE_PATH", &v));
+    assert_string_equal(json_object_get_string(v), "/claude");
+    assert_true(json_object_object_get_ex(o, "ANTHROPIC_BASE_URL", &v));
+    assert_string_equal(json_object_get_string(v), "https://api.anthropic.com");
+    json_object_put(o);
+    ccp_buf_free(&out);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+static void test_describe_unset_secrets_are_null(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, NULL, CCP_OK);
+    ccp_buf out = {0};
+    ccp_buf_append_char(&out, '{');
+    ccp_config_describe(&cfg, NAMES, &out);
+    ccp_buf_append_char(&out, '}');
+    json_object *o = json_tokener_parse(out.data);
+    assert_non_null(o);
+    json_object *v = NULL;
+    assert_true(json_object_object_get_ex(o, "ANTHROPIC_API_KEY", &v));
+    assert_null(v);
+    json_object_put(o);
+    ccp_buf_free(&out);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_defaults_with_empty_environment, test_setup),
+        cmocka_unit_test_setup(test_worker_threads_default_follows_max_connections, test_setup),
+        cmocka_unit_test_setup(test_worker_threads_default_stays_within_its_range, test_setup),
+        cmocka_unit_test_setup(test_valid_values_are_taken, test_setup),
+        cmocka_unit_test_setup(test_log_level_aliases, test_setup),
+        cmocka_unit_test_setup(test_each_bad_value_gives_one_line_naming_it, test_setup),
+        cmocka_unit_test_setup(test_several_bad_values_give_several_lines, test_setup),
+        cmocka_unit_test_setup(test_empty_value_counts_as_unset, test_setup),
+        cmocka_unit_test_setup(test_server_key_without_access_keys_is_refused, test_setup),
+        cmocka_unit_test_setup(test_server_key_with_access_keys_is_accepted, test_setup),
+        cmocka_unit_test_setup(test_access_keys_list_plain_and_sha256, test_setup),
+        cmocka_unit_test_setup(test_bad_sha256_entry_refused_without_echo, test_setup),
+        cmocka_unit_test_setup(test_base_path_normalisation, test_setup),
+        cmocka_unit_test_setup(test_base_path_of_only_slashes_is_root, test_setup),
+        cmocka_unit_test_setup(test_cors_list_trims_and_detects_star, test_setup),
+        cmocka_unit_test_setup(test_base_url_trailing_slash_stripped_path_kept, test_setup),
+        cmocka_unit_test_setup(test_bad_base_url_falls_back_to_default, test_setup),
+        cmocka_unit_test(test_env_parse_accepted_forms),
+        cmocka_unit_test(test_env_parse_respects_length),
+        cmocka_unit_test(test_env_parse_malformed_lines_report_line_numbers),
+        cmocka_unit_test_setup(test_env_file_values_are_read, test_setup),
+        cmocka_unit_test_setup(test_environment_wins_over_env_file, test_setup),
+        cmocka_unit_test_setup(test_env_file_later_line_wins, test_setup),
+        cmocka_unit_test_setup(test_default_dot_env_in_working_directory, test_setup),
+        cmocka_unit_test_setup(test_missing_explicit_env_file_is_an_error, test_setup),
+        cmocka_unit_test_setup(test_malformed_env_file_reports_file_and_line, test_setup),
+        cmocka_unit_test_setup(test_bad_value_from_env_file_is_reported, test_setup),
+        cmocka_unit_test_setup(test_describe_masks_secrets_and_is_json, test_setup),
+        cmocka_unit_test_setup(test_describe_unset_secrets_are_null, test_setup),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,362 @@
+/* log: the request line on stderr (captured through dup2 onto a temp file):
+ * one JSON line with the fields, bodies only in test, capped and marked;
+ * the console format on one line; level filtering. */
+#include "unit.h"
+
+#include <json-c/json.h>
+
+#include "../../common/log.h"
+
+static void init_log(ccp_environment env, ccp_log_format fmt, ccp_log_level level, size_t body_cap)
+{
+    ccp_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.environment = env;
+    cfg.log_format = fmt;
+    cfg.log_level = level;
+    cfg.log_body_max_bytes = body_cap;
+    ccp_log_init(&cfg, "claude-service");
+}
+
+static ccp_request_log sample(void)
+{
+    ccp_request_log r;
+    memset(&r, 0, sizeof r);
+    r.adapter = "default";
+    r.method = "POST";
+    r.path = "/v1/messages";
+    r.model = "claude-sonnet-4-5";
+    r.stream = 1;
+    r.message_count = 3;
+    r.user_agent = "claude-cli/1.0 (external, cli)";
+    r.status = 200;
+    r.duration_ms = 12.5;
+    r.ttfb_ms = 3.25;
+    r.bytes_out = 1234;
+    r.key_fp = "ba7816bf";
+    return r;
+}
+
+/* Runs ccp_log_request with stderr captured into out. */
+static void capture_request(const ccp_request_log *r, ccp_buf *out)
+{
+    unit_stderr c;
+    unit_stderr_begin(&c);
+    ccp_log_request(r);
+    unit_stderr_end(&c, out);
+}
+
+/* Exactly one line, ending in '\n', that parses as one JSON object. */
+static json_object *parse_one_line(const ccp_buf *out)
+{
+    assert_true(out->len > 1);
+    assert_int_equal(out->data[out->len - 1], '\n');
+    assert_int_equal(unit_count_str(out->data, "\n"), 1);
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, out->data, (int)out->len - 1);
+    assert_int_equal(json_tokener_get_error(tok), json_tokener_success);
+    assert_int_equal(json_tokener_get_parse_end(tok), out->len - 1);
+    json_tokener_free(tok);
+    assert_non_null(o);
+    assert_true(json_object_is_type(o, json_type_object));
+    return o;
+}
+
+static json_object *field(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, k, &v)) fail_msg("field %s missing", k);
+    return v;
+}
+
+static bool has(json_object *o, const char *k)
+{
+    return json_object_object_get_ex(o, k, NULL);
+}
+
+static void test_request_json_line_has_the_fields(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_INFO, 4096);
+    ccp_request_log r = sample();
+    r.request_body = "{\"secret\":1}";
+    r.request_body_len = 12;
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    json_object *o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "level")), "info");
+    assert_string_equal(json_object_get_string(field(o, "event")), "request");
+    assert_string_equal(json_object_get_string(field(o, "service")), "claude-service");
+    assert_string_equal(json_object_get_string(field(o, "adapter")), "default");
+    assert_string_equal(json_object_get_string(field(o, "method")), "POST");
+    assert_string_equal(json_object_get_string(field(o, "path")), "/v1/messages");
+    assert_string_equal(json_object_get_string(field(o, "model")), "claude-sonnet-4-5");
+    assert_true(json_object_is_type(field(o, "stream"), json_type_boolean));
+    assert_true(json_object_get_boolean(field(o, "stream")));
+    assert_int_equal(json_object_get_int(field(o, "message_count")), 3);
+    assert_string_equal(json_object_get_string(field(o, "user_agent")), "claude-cli/1.0 (external, cli)");
+    assert_int_equal(json_object_get_int(field(o, "status")), 200);
+    assert_true(json_object_get_double(field(o, "duration_ms")) == 12.5);
+    assert_true(json_object_get_double(field(o, "upstream_ttfb_ms")) == 3.25);
+    assert_int_equal(json_object_get_int(field(o, "bytes_out")), 1234);
+    assert_string_equal(json_object_get_string(field(o, "key_fp")), "ba7816bf");
+    const char *t = json_object_get_string(field(o, "time"));
+    assert_int_equal(strlen(t), strlen("2025-01-01T00:00:00.000Z"));
+    assert_int_equal(t[10], 'T');
+    assert_int_equal(t[23], 'Z');
+    /* Production: no bodies, and nothing absent is invented. */
+    assert_false(has(o, "request_body"));
+    assert_false(has(o, "response_body"));
+    assert_false(has(o, "error"));
+    assert_null(strstr(out.data, "secret"));
+    json_object_put(o);
+    ccp_buf_free(&out);
+}
+
+static void test_unknown_fields_are_left_out(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_INFO, 4096);
+    ccp_request_log r;
+    memset(&r, 0, sizeof r);
+    r.stream = -1;
+    r.message_count = -1;
+    r.ttfb_ms = -1;
+    r.status = 404;
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    json_object *o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "level")), "warning");
+    assert_string_equal(json_object_get_string(field(o, "adapter")), "-");
+    assert_string_equal(json_object_get_string(field(o, "path")), "-");
+    static const char *const absent[] = {"model", "stream", "message_count", "user_agent", "upstream_ttfb_ms",
+                                         "key_fp", "error"};
+    for (size_t i = 0; i < UNIT_COUNT(absent); i++) assert_false(has(o, absent[i]));
+    json_object_put(o);
+    ccp_buf_free(&out);
+}
+
+static void test_level_follows_status(void **state)
+{
+    (void)state;
+    static const struct {
+        int status;
+        const char *level;
+    } cases[] = {{200, "info"}, {302, "info"}, {400, "warning"}, {499, "warning"}, {500, "error"}, {504, "error"}};
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_DEBUG, 4096);
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        ccp_request_log r = sample();
+        r.status = cases[i].status;
+        ccp_buf out = {0};
+        capture_request(&r, &out);
+        json_object *o = parse_one_line(&out);
+        assert_string_equal(json_object_get_string(field(o, "level")), cases[i].level);
+        json_object_put(o);
+        ccp_buf_free(&out);
+    }
+}
+
+static void test_level_below_minimum_writes_nothing(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_WARNING, 4096);
+    assert_false(ccp_log_enabled(CCP_LOG_INFO));
+    assert_true(ccp_log_enabled(CCP_LOG_ERROR));
+    ccp_request_log r = sample();
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    assert_int_equal(out.len, 0);
+    r.status = 503;
+    capture_request(&r, &out);
+    assert_int_equal(unit_count_str(ccp_buf_cstr(&out), "\n"), 1);
+    ccp_buf_free(&out);
+}
+
+static void test_error_text_with_quotes_and_newlines_round_trips(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_INFO, 4096);
+    ccp_request_log r = sample();
+    r.status = 502;
+    r.error = "upstream said \"no\"\nline2\\ \x01";
+    r.user_agent = "ua\r\nInjected: 1";
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    json_object *o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "error")), r.error);
+    assert_string_equal(json_object_get_string(field(o, "user_agent")), r.user_agent);
+    json_object_put(o);
+    ccp_buf_free(&out);
+}
+
+static void test_bodies_logged_in_test_environment(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_TEST, CCP_LOG_JSON, CCP_LOG_INFO, 4096);
+    ccp_request_log r = sample();
+    r.request_body = "{\"model\":\"m\",\n\"messages\":[]}";
+    r.request_body_len = strlen(r.request_body);
+    r.response_body = "event: ping\ndata: {}\n\n";
+    r.response_body_len = strlen(r.response_body);
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    json_object *o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "request_body")), r.request_body);
+    assert_string_equal(json_object_get_string(field(o, "response_body")), r.response_body);
+    assert_false(has(o, "request_body_truncated"));
+    assert_false(has(o, "response_body_truncated"));
+    json_object_put(o);
+    ccp_buf_free(&out);
+}
+
+static void test_body_capped_and_marked_truncated(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_TEST, CCP_LOG_JSON, CCP_LOG_INFO, 10);
+    ccp_request_log r = sample();
+    r.request_body = "0123456789ABCDEF";
+    r.request_body_len = 16;
+    r.response_body = "short";
+    r.response_body_len = 5;
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    json_object *o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "request_body")), "0123456789");
+    assert_string_equal(json_object_get_string(field(o, "response_body")), "short");
+    assert_true(json_object_get_boolean(field(o, "request_body_truncated")));
+    assert_false(has(o, "response_body_truncated"));
+    assert_null(strstr(out.data, "ABCDEF"));
+    json_object_put(o);
+    ccp_buf_free(&out);
+}
+
+static void test_body_exactly_at_cap_is_not_truncated(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_TEST, CCP_LOG_JSON, CCP_LOG_INFO, 10);
+    ccp_request_log r = sample();
+    r.request_body = "0123456789";
+    r.request_body_len = 10;
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    json_object *o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "request_body")), "0123456789");
+    assert_false(has(o, "request_body_truncated"));
+    assert_false(has(o, "response_body_truncated"));
+    json_object_put(o);
+    ccp_buf_free(&out);
+}
+
+/* Both bodies over the cap: the line must not repeat the body_truncated key
+ * (RFC 8259 §4: names SHOULD be unique; json-c, jq and most log pipelines
+ * silently keep only the last one). */
+static void test_both_bodies_truncated_gives_unique_keys(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_TEST, CCP_LOG_JSON, CCP_LOG_INFO, 4);
+    ccp_request_log r = sample();
+    r.request_body = "request-body";
+    r.request_body_len = 12;
+    r.response_body = "response-body";
+    r.response_body_len = 13;
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    json_object *o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "request_body")), "requ");
+    assert_string_equal(json_object_get_string(field(o, "response_body")), "resp");
+    size_t n = unit_count_str(out.data, "_truncated\"");
+    bool both = has(o, "request_body_truncated") && has(o, "response_body_truncated");
+    if (n != 2) print_error("expected one marker per body, got %zu: %s", n, out.data);
+    json_object_put(o);
+    ccp_buf_free(&out);
+    assert_int_equal(n, 2);
+    assert_true(both);
+}
+
+static void test_body_cap_zero_logs_empty_marked_body(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_TEST, CCP_LOG_JSON, CCP_LOG_INFO, 0);
+    ccp_request_log r = sample();
+    r.request_body = "abc";
+    r.request_body_len = 3;
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    json_object *o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "request_body")), "");
+    assert_true(json_object_get_boolean(field(o, "request_body_truncated")));
+    json_object_put(o);
+    ccp_buf_free(&out);
+}
+
+static void test_console_format_is_one_line(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_TEST, CCP_LOG_CONSOLE, CCP_LOG_INFO, 4096);
+    ccp_request_log r = sample();
+    r.status = 502;
+    r.error = "upstream closed\nmid stream";
+    r.request_body = "{\n\"a\": 1\r\n}";
+    r.request_body_len = strlen(r.request_body);
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    assert_true(out.len > 1);
+    assert_int_equal(out.data[out.len - 1], '\n');
+    assert_int_equal(unit_count_str(out.data, "\n"), 1);
+    assert_null(strchr(out.data, '\r'));
+    assert_int_not_equal(out.data[0], '{');
+    assert_non_null(strstr(out.data, " error "));
+    assert_non_null(strstr(out.data, "claude-service"));
+    assert_non_null(strstr(out.data, " path=/v1/messages"));
+    assert_non_null(strstr(out.data, " status=502"));
+    assert_non_null(strstr(out.data, " stream=true"));
+    assert_non_null(strstr(out.data, " user_agent=\"claude-cli/1.0 (external, cli)\""));
+    assert_non_null(strstr(out.data, " error=\"upstream closed\\nmid stream\""));
+    ccp_buf_free(&out);
+}
+
+static void test_event_json_and_message_escaping(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_INFO, 4096);
+    ccp_buf out = {0};
+    unit_stderr c;
+    unit_stderr_begin(&c);
+    ccp_log_event(CCP_LOG_WARNING, "config", "bad \"%s\"\n%d", "x", 7);
+    ccp_log_event(CCP_LOG_DEBUG, "hidden", "below the level");
+    unit_stderr_end(&c, &out);
+    json_object *o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "event")), "config");
+    assert_string_equal(json_object_get_string(field(o, "level")), "warning");
+    assert_string_equal(json_object_get_string(field(o, "message")), "bad \"x\"\n7");
+    json_object_put(o);
+
+    ccp_buf_reset(&out);
+    unit_stderr_begin(&c);
+    ccp_log_event_json(CCP_LOG_INFO, "startup", "\"version\":\"1\",\"workers\":4");
+    unit_stderr_end(&c, &out);
+    o = parse_one_line(&out);
+    assert_string_equal(json_object_get_string(field(o, "event")), "startup");
+    assert_int_equal(json_object_get_int(field(o, "workers")), 4);
+    json_object_put(o);
+    ccp_buf_free(&out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_json_line_has_the_fields),
+        cmocka_unit_test(test_unknown_fields_are_left_out),
+        cmocka_unit_test(test_level_follows_status),
+        cmocka_unit_test(test_level_below_minimum_writes_nothing),
+        cmocka_unit_test(test_error_text_with_quotes_and_newlines_round_trips),
+        cmocka_unit_test(test_bodies_logged_in_test_environment),
+        cmocka_unit_test(test_body_capped_and_marked_truncated),
+        cmocka_unit_test(test_body_exactly_at_cap_is_not_truncated),
+        cmocka_unit_test(test_both_bodies_truncated_gives_unique_keys),
+        cmocka_unit_test(test_body_cap_zero_logs_empty_marked_body),
+        cmocka_unit_test(test_console_format_is_one_line),
+        cmocka_unit_test(test_event_json_and_message_escaping),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
