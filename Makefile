@@ -75,15 +75,15 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libccproxy.a
 
 # ---- test ---------------------------------------------------------------------
 test: all $(UNIT_BIN)
-	@CCPROXY_BIN_DIR=$(CURDIR)/$(BUILD)/bin CCPROXY_UNIT_DIR=$(CURDIR)/$(BUILD)/tests \
+	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin CCPROXY_UNIT_DIR=$(abspath $(BUILD))/tests \
 	    SANITIZE=$(SANITIZE) scripts/run-tests.sh $(TESTS)
 
 unit: all $(UNIT_BIN)
-	@CCPROXY_UNIT_DIR=$(CURDIR)/$(BUILD)/tests scripts/run-tests.sh --unit-only
+	@CCPROXY_UNIT_DIR=$(abspath $(BUILD))/tests scripts/run-tests.sh --unit-only
 
 # ---- run ------------------------------------------------------------------------
 run: all
-	@CCPROXY_BIN_DIR=$(CURDIR)/$(BUILD)/bin scripts/run.sh
+	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin scripts/run.sh
 
 clean:
 	rm -rf build

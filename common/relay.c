@@ -331,7 +331,7 @@ static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
     for (size_t i = 0; i < up->count; i++)
         if (ccp_dialect_passes_header(x->d, up->items[i].name))
             ccp_headers_add(&h, up->items[i].name, up->items[i].value);
-    const char *ct = ccp_headers_get(up, "content-type");
+    const char *ct = ccp_headers_get(up, "content-type"), *cl;
     x->sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
     if (x->aggregate && x->sse && status == 200) {
         /* The client gets one JSON body when the stream is done; an error
@@ -343,6 +343,11 @@ static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
     if (x->sse) {
         ccp_headers_add(&h, "Cache-Control", "no-cache");
         ccp_headers_add(&h, "X-Accel-Buffering", "no");
+    } else if ((cl = ccp_headers_get(up, "content-length"))) {
+        /* The body passes unchanged, so its length holds; with it a web
+         * server notices an upstream that dies mid-body and cuts the client
+         * off, instead of ending a chunked reply as if it were complete. */
+        ccp_headers_add(&h, "Content-Length", cl);
     }
     x->log_status = status ? status : 502;
     int rc = ccp_response_begin(&x->res, status ? status : 502, &h);

@@ -842,6 +842,18 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+def raise_nofile():
+    """Many concurrent streams: lift the soft open-files limit to the hard one."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
@@ -849,6 +861,7 @@ def main(argv=None):
     ap.add_argument("--port-file", help="write the chosen port here once listening")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
+    raise_nofile()
     Handler.verbose = args.verbose
     srv = Server((args.host, args.port), Handler)
     port = srv.server_address[1]

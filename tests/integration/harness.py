@@ -542,6 +542,12 @@ class Stack:
                 "CLAUDE_SERVICE_PORT": str(self.port),
                 "CLAUDE_FCGI_SOCKET": self.sock,
                 "HTTP_TIMEOUT": self.env.get("HTTP_TIMEOUT", "30"),
+                # this suite drives the Claude service only; should another block be
+                # rendered anyway, keep it off fixed ports
+                "SERVICES": "claude",
+                "CODEX_SERVICE_HOST": "127.0.0.1",
+                "CODEX_SERVICE_PORT": str(free_port()),
+                "CODEX_FCGI_SOCKET": os.path.join(self.dir, "codex.sock"),
             })
             for k in ("MAX_BODY_BYTES", "BASE_PATH"):
                 if k in self.env:
@@ -554,16 +560,21 @@ class Stack:
             os.makedirs(os.path.join(self.nginx_dir, "logs"), exist_ok=True)
             self.nginx_err = os.path.join(self.nginx_dir, "logs", "error.log")
             self._nginx_out = open(os.path.join(self.dir, "nginx.stderr"), "ab")
+            pidfile = os.path.join(self.nginx_dir, "nginx.pid")
+            if os.path.exists(pidfile):  # a stale one from a failed attempt; before the start
+                os.unlink(pidfile)
             self.nginx = Proc("nginx", ["nginx", "-p", self.nginx_dir, "-c", conf, "-e", self.nginx_err,
                                         "-g", "daemon off;"],
                               cwd=self.nginx_dir, env=minimal_env(),
                               stdout=self._nginx_out, stderr=self._nginx_out)
+            # nginx writes its pid file only once every listen socket is bound (a failed
+            # bind is retried for a few seconds before it gives up)
+            up = lambda: os.path.exists(pidfile) and can_connect(("127.0.0.1", self.port))
             try:
-                wait_for(lambda: can_connect(("127.0.0.1", self.port)) or not self.nginx.alive(), 15,
-                         what="nginx on port %d" % self.port)
+                wait_for(lambda: up() or not self.nginx.alive(), 15, what="nginx on port %d" % self.port)
             except HarnessError as e:
                 last = str(e)
-            if self.nginx.alive() and can_connect(("127.0.0.1", self.port)):
+            if self.nginx.alive() and up():
                 return
             self.nginx.stop()
             last = last or self.file_tail(self.nginx_err) + self.file_tail(os.path.join(self.dir, "nginx.stderr"))
@@ -605,11 +616,31 @@ class Stack:
     def url(self, path):
         return path
 
+    def _dead(self):
+        out = []
+        for p in (self.nginx, self.responder):
+            if p is not None and not p.alive():
+                out.append("%s (pid %d) is gone, exit status %s" % (p.name, p.pid, p.p.returncode))
+        return out
+
+    def _explain(self, e):
+        dead = self._dead()
+        if dead:
+            raise HarnessError("stack %s: %s (%s); nginx error log: %s" % (
+                self.name, "; ".join(dead), e, self.file_tail(self.nginx_err, 300).strip()))
+        raise e
+
     def request(self, method, path, headers=(), body=None, timeout=30.0, host=None):
-        return request(self.port, method, path, headers, body, timeout=timeout, host=host)
+        try:
+            return request(self.port, method, path, headers, body, timeout=timeout, host=host)
+        except (ConnectionRefusedError, ConnectionResetError, EOFError) as e:
+            self._explain(e)
 
     def open(self, method, path, headers=(), body=None, timeout=30.0):
-        c = Conn(self.port, timeout=timeout)
+        try:
+            c = Conn(self.port, timeout=timeout)
+        except ConnectionRefusedError as e:
+            self._explain(e)
         c.send_request(method, path, headers, body)
         return c
 
@@ -729,6 +760,11 @@ class Suite:
                 self.failed[name] = str(e)
                 raise
         return st
+
+    def custom_stack(self, name, env=None, upstream="mock", upstream_path=""):
+        """A one-off configuration (started now, stopped with the suite)."""
+        STACKS[name] = dict(env=env or {}, upstream=upstream, upstream_path=upstream_path)
+        return self.stack(name)
 
     def cgi(self, method, path_info, headers=(), body=b"", env=None, **kw):
         e = {"ANTHROPIC_BASE_URL": self.mock.base}

@@ -117,16 +117,17 @@ def test_config_bad_values_refused(s):
              ({"ENVIRONMENT": "staging"}, "ENVIRONMENT"),
              ({"ANTHROPIC_API_KEY": SERVER_KEY}, "ACCESS_KEYS")]
     for env, var in cases:
+        what = ", ".join("%s=%s" % (k, "<server key>" if v == SERVER_KEY else v) for k, v in env.items())
         e = {"ANTHROPIC_BASE_URL": s.mock.base}
         e.update(env)
         mid = new_id()
         r = run_cgi(e, "POST", "/v1/messages", api_headers(mock_id=mid), message_body(), timeout=20)
         s.cgi_logs.append(r.stderr)
-        check(r.rc != 0 or (r.status or 0) >= 500, "%s: start-up was not refused (rc %s, status %s)", env, r.rc, r.status)
-        check(var in r.stderr, "%s: the refusal does not name %s: %r", env, var, r.stderr[-400:])
+        check(r.rc != 0 or (r.status or 0) >= 500, "%s: start-up was not refused (rc %s, status %s)", what, r.rc, r.status)
+        check(var in r.stderr, "%s: the refusal does not name %s: %r", what, var, r.stderr[-400:])
         check(SERVER_KEY not in r.stderr and SERVER_KEY not in r.raw.decode("latin-1"),
-              "%s: the server key was printed", env)
-        assert_not_forwarded(s, mid, "refused config %s" % env)
+              "%s: the server key was printed", what)
+        assert_not_forwarded(s, mid, "refused config %s" % what)
 
 
 def test_cgi_events_arrive_one_by_one(s):
