@@ -30,7 +30,7 @@ PROGRAMS   := $(BUILD)/bin/ccproxy-claude $(BUILD)/bin/ccproxy-codex
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration run clean
+.PHONY: all deps test unit integration run bench e2e clean
 all: deps-quiet $(PROGRAMS)
 
 # ---- dependencies -----------------------------------------------------------
@@ -84,6 +84,14 @@ unit: all $(UNIT_BIN)
 # ---- run ------------------------------------------------------------------------
 run: all
 	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin scripts/run.sh
+
+# Budgets are measured, never asserted by a timed test.
+bench: all
+	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin python3 tests/bench/bench.py
+
+# The real clients (Claude Code, Codex CLI, both SDKs; npm) through the stack.
+e2e: all
+	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin bash tests/e2e/real_clients.sh
 
 clean:
 	rm -rf build

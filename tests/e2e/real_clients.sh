@@ -1,0 +1,105 @@
+#!/bin/bash
+# Runs the real, unmodified clients through the whole stack (nginx + both
+# responders) against the capture server as upstream, and checks that each
+# client got its answer and what reached the upstream.
+#
+#   bash tests/e2e/real_clients.sh        (or: make e2e)
+# Env: CLIENTS (npm dir with the clients, default /tmp/clients; installed there
+# when missing), PORT_BASE (default 18900). Loopback only; the npm registry is
+# used for the install. Telemetry and update checks are disabled.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+BIN=${CCPROXY_BIN_DIR:-$REPO/build/bin}
+CLIENTS=${CLIENTS:-/tmp/clients}
+P=${PORT_BASE:-18900}
+WORK=$(mktemp -d /tmp/ccproxy-e2e.XXXXXX)
+chmod 755 "$WORK"
+BASEPATH=/usr/local/bin:/usr/bin:/bin
+pass=0 fail=0
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
+trap cleanup EXIT
+
+if [ ! -x "$CLIENTS/node_modules/.bin/claude" ] || [ ! -x "$CLIENTS/node_modules/.bin/codex" ] ||
+   [ ! -d "$CLIENTS/node_modules/@anthropic-ai/sdk" ] || [ ! -d "$CLIENTS/node_modules/openai" ]; then
+    mkdir -p "$CLIENTS" && (cd "$CLIENTS" && { [ -f package.json ] || npm init -y >/dev/null; } &&
+        npm install --no-audit --no-fund @anthropic-ai/claude-code @anthropic-ai/sdk @openai/codex openai >/dev/null)
+fi
+
+UP=$P CL=$((P + 1)) CX=$((P + 2))
+python3 "$REPO/tests/capture/capture_server.py" --port $UP --out "$WORK/upstream.jsonl" > "$WORK/upstream.log" 2>&1 &
+pids+=($!)
+for s in claude codex; do
+    env -i PATH=$BASEPATH ANTHROPIC_BASE_URL=http://127.0.0.1:$UP OPENAI_BASE_URL=http://127.0.0.1:$UP/v1 \
+        ENVIRONMENT=test LOG_FORMAT=json WORKER_THREADS=8 \
+        spawn-fcgi -n -s "$WORK/$s.sock" -M 0666 -- "$BIN/ccproxy-$s" 2> "$WORK/$s.log" &
+    pids+=($!)
+done
+SERVICES="claude codex" CLAUDE_SERVICE_PORT=$CL CODEX_SERVICE_PORT=$CX CLAUDE_FCGI_SOCKET=$WORK/claude.sock \
+    CODEX_FCGI_SOCKET=$WORK/codex.sock "$REPO/scripts/render-nginx.sh" "$WORK/nginx" > /dev/null
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/logs/error.log" -g 'daemon off;' &
+pids+=($!)
+sleep 1.5
+
+check() { # NAME CONDITION-COMMAND...
+    local name=$1; shift
+    if "$@"; then echo "PASS $name"; pass=$((pass + 1)); else echo "FAIL $name"; fail=$((fail + 1)); fi
+}
+upstream_count() { grep -c "$1" "$WORK/upstream.jsonl" 2>/dev/null || echo 0; }
+
+# ---- Claude Code (-p), API key and auth token ---------------------------
+mkdir -p "$WORK/cchome" "$WORK/ccwork"
+cc() {
+    (cd "$WORK/ccwork" && env -i PATH=$BASEPATH HOME="$WORK/cchome" TERM=dumb DISABLE_TELEMETRY=1 \
+        DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+        ANTHROPIC_BASE_URL=http://127.0.0.1:$CL "$@" timeout 120 "$CLIENTS/node_modules/.bin/claude" -p "say ok" \
+        < /dev/null)
+}
+cc ANTHROPIC_API_KEY=sk-ant-e2e-key > "$WORK/cc.out" 2>&1
+check "claude code answers through the proxy" grep -qi "ok" "$WORK/cc.out"
+check "claude code request reached the upstream via claude_code adapter" \
+    grep -q '"adapter":"claude_code".*"status":200' "$WORK/claude.log"
+cc ANTHROPIC_AUTH_TOKEN=sk-ant-e2e-token > "$WORK/cc-bearer.out" 2>&1
+check "claude code with a bearer token" grep -qi "ok" "$WORK/cc-bearer.out"
+
+# ---- Anthropic and OpenAI SDKs --------------------------------------------
+(cd "$REPO/tests/capture" && NODE_PATH=$CLIENTS/node_modules CAPTURE_URL=http://127.0.0.1:$CL timeout 60 \
+    node anthropic_sdk_client.cjs > "$WORK/asdk.out" 2>&1)
+check "@anthropic-ai/sdk stream and non-stream" test $? -eq 0
+(cd "$REPO/tests/capture" && NODE_PATH=$CLIENTS/node_modules CAPTURE_URL=http://127.0.0.1:$CX timeout 60 \
+    node openai_sdk_client.cjs > "$WORK/osdk.out" 2>&1)
+check "openai sdk responses stream and non-stream" test $? -eq 0
+
+# ---- Codex CLI (custom provider, wire_api = responses) ---------------------
+CH=$WORK/codexhome
+mkdir -p "$CH/home" "$WORK/codexwork"
+cat > "$CH/config.toml" <<TOML
+model_provider = "ccproxy"
+check_for_update_on_startup = false
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+
+[otel]
+exporter = "none"
+
+[model_providers.ccproxy]
+name = "cc-proxy"
+base_url = "http://127.0.0.1:$CX/v1"
+wire_api = "responses"
+env_key = "CCPROXY_KEY"
+TOML
+(cd "$WORK/codexwork" && env -i PATH=$BASEPATH HOME="$CH/home" CODEX_HOME="$CH" TERM=dumb CCPROXY_KEY=sk-e2e-codex \
+    timeout 120 "$CLIENTS/node_modules/.bin/codex" exec --skip-git-repo-check "say ok" < /dev/null > "$WORK/codex.out" 2>&1)
+check "codex exec answers through the proxy" grep -qi "ok" "$WORK/codex.out"
+check "codex request went through the codex_cli adapter" \
+    grep -q '"adapter":"codex_cli".*"status":200' "$WORK/codex.log"
+
+check "no client key in any responder log" bash -c "! grep -q 'sk-ant-e2e\|sk-e2e-codex' '$WORK/claude.log' '$WORK/codex.log'"
+echo "e2e: logs and captures in $WORK"
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
