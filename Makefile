@@ -30,7 +30,8 @@ PROGRAMS   := $(BUILD)/bin/ccproxy-claude $(BUILD)/bin/ccproxy-codex
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration run bench e2e clean
+.PHONY: all deps test unit integration run bench e2e install uninstall clean
+PREFIX    ?= /usr/local
 all: deps-quiet $(PROGRAMS)
 
 # ---- dependencies -----------------------------------------------------------
@@ -92,6 +93,13 @@ bench: all
 # The real clients (Claude Code, Codex CLI, both SDKs; npm) through the stack.
 e2e: all
 	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin bash tests/e2e/real_clients.sh
+
+# make install PREFIX=/usr/local DESTDIR=...: binaries, man pages (section 8),
+# the adapter table and example nginx, lighttpd and systemd configurations.
+install: all
+	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) scripts/install.sh install $(abspath $(BUILD))/bin
+uninstall:
+	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) scripts/install.sh uninstall $(abspath $(BUILD))/bin
 
 clean:
 	rm -rf build

@@ -92,8 +92,9 @@ static bool openai_inspect_event(const ccp_dialect *d, ccp_stream_state *st, con
     if (!ev->has_data) return false;
     /* The sequence number is read without a full parse: this runs per event. */
     const char *sq = strstr(ev->data.data, "\"sequence_number\":");
-    if (sq) st->last_seq = strtoll(sq + 18, NULL, 10);
     const char *name = ev->name.data;
+    /* The replacement of an error event takes its place in the numbering. */
+    if (sq) st->last_seq = strtoll(sq + 18, NULL, 10) - (strcmp(name, "error") == 0);
     if (strcmp(name, "response.created") == 0 && !st->response_id[0]) {
         json_object *data = parse_data(ev), *resp;
         if (data && json_object_object_get_ex(data, "response", &resp)) {

@@ -35,6 +35,7 @@ typedef struct exchange {
     ccp_stream_state stream_state;
     bool aggregate;          /* answer from the stream as one JSON body */
     bool aggregating;        /* the upstream did stream: events go to agg */
+    ccp_headers aggregate_headers; /* the upstream's, for the one JSON answer */
     ccp_aggregate agg;
     ccp_buf logged_response;
     ccp_upstream_stats stats;
@@ -334,10 +335,12 @@ static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
     const char *ct = ccp_headers_get(up, "content-type"), *cl;
     x->sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
     if (x->aggregate && x->sse && status == 200) {
-        /* The client gets one JSON body when the stream is done; an error
-         * answer (not a stream) passes through as it is. */
+        /* The client gets one JSON body when the stream is done (with the
+         * upstream's headers but its content-type); an error answer (not a
+         * stream) passes through as it is. */
         x->aggregating = true;
-        ccp_headers_free(&h);
+        ccp_headers_remove(&h, "content-type");
+        x->aggregate_headers = h;
         return 0;
     }
     if (x->sse) {
@@ -386,13 +389,13 @@ static void answer_aggregate(exchange *x)
         const char *body = json_object_to_json_string_length(
             x->agg.result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
         x->log_status = 200;
-        ccp_response_send(&x->res, 200, "application/json", body, n, NULL);
+        ccp_response_send(&x->res, 200, "application/json", body, n, &x->aggregate_headers);
     } else if (x->agg.done) {
         x->log_status = x->agg.status;
         ccp_buf_reset(&x->error);
         ccp_buf_append(&x->error, x->agg.error_body.data, x->agg.error_body.len);
         ccp_response_send(&x->res, x->agg.status, "application/json", x->agg.error_body.data, x->agg.error_body.len,
-                          NULL);
+                          &x->aggregate_headers);
     } else {
         fail(x, CCP_E_UPSTREAM, NULL, "%s",
              "the upstream stream ended before its final event; the response is incomplete");
@@ -613,6 +616,7 @@ void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io)
     ccp_sse_framer_free(&x.framer);
     ccp_sse_event_free(&x.event);
     json_object_put(x.agg.result);
+    ccp_headers_free(&x.aggregate_headers);
     ccp_buf_free(&x.agg.error_body);
     ccp_buf_free(&x.logged_response);
     ccp_buf_free(&x.error);

@@ -9,6 +9,7 @@
 #   CLAUDE_SERVICE_HOST/PORT, CODEX_SERVICE_HOST/PORT [127.0.0.1, 8001/8002]
 #   CLAUDE_FCGI_SOCKET, CODEX_FCGI_SOCKET [OUTDIR/claude.sock, OUTDIR/codex.sock]
 #   HTTP_TIMEOUT [600], MAX_BODY_BYTES [33554432]
+#   CLAUDE_BACKENDS     for SERVICES=claude-pool: "host:port host:port ..."
 set -eu
 out=${1:?usage: render-nginx.sh OUTDIR}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,17 +26,22 @@ read_timeout=$(awk -v t="$timeout" 'BEGIN { printf "%ds", int(t) + 60 }')
 max_body=$((body + 1048576))
 
 sed -e "s|@FCGI_READ_TIMEOUT@|$read_timeout|g" "$here/conf/nginx/ccproxy-fastcgi.conf" > "$out/ccproxy-fastcgi.conf"
+cp "$here/conf/nginx/ccproxy-claude-errors.conf" "$here/conf/nginx/ccproxy-codex-errors.conf" "$out/"
 
+backends=""
+for b in ${CLAUDE_BACKENDS:-}; do backends="${backends}server $b max_fails=1 fail_timeout=5s; "; done
 includes=""
 for s in ${SERVICES:-claude codex}; do
     case $s in
     claude) host=${CLAUDE_SERVICE_HOST:-127.0.0.1} port=${CLAUDE_SERVICE_PORT:-8001} sock=${CLAUDE_FCGI_SOCKET:-$out/claude.sock} up=CLAUDE ;;
     codex) host=${CODEX_SERVICE_HOST:-127.0.0.1} port=${CODEX_SERVICE_PORT:-8002} sock=${CODEX_FCGI_SOCKET:-$out/codex.sock} up=CODEX ;;
+    claude-pool) host=${CLAUDE_SERVICE_HOST:-127.0.0.1} port=${CLAUDE_SERVICE_PORT:-8001} sock=unused up=CLAUDE ;;
     *) echo "render-nginx: unknown service $s" >&2; exit 2 ;;
     esac
     sed -e "s|@${up}_SERVICE_HOST@|$host|g" -e "s|@${up}_SERVICE_PORT@|$port|g" \
         -e "s|@${up}_FCGI_SOCKET@|$sock|g" -e "s|@CLIENT_MAX_BODY_SIZE@|$max_body|g" \
-        -e "s|@CONF_DIR@|$out|g" "$here/conf/nginx/ccproxy-$s.conf" > "$out/ccproxy-$s.conf"
+        -e "s|@CONF_DIR@|$out|g" -e "s|@CLAUDE_BACKENDS@|$backends|g" \
+        "$here/conf/nginx/ccproxy-$s.conf" > "$out/ccproxy-$s.conf"
     includes="$includes    include $out/ccproxy-$s.conf;
 "
 done
