@@ -29,7 +29,6 @@ services=(claude codex)
 for s in "${services[@]}"; do
     "$bin/ccproxy-$s" --check-config > /dev/null || { echo "run: fix the configuration above and try again" >&2; exit 2; }
 done
-SERVICES="${services[*]}" "$here/scripts/render-nginx.sh" "$run/nginx" > /dev/null
 
 pids=()
 cleanup() {
@@ -41,20 +40,36 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-for s in "${services[@]}"; do
-    sock_var=${s^^}_FCGI_SOCKET
-    sock=${!sock_var}
-    rm -f "$sock"
-    spawn-fcgi -n -s "$sock" -M 0660 -- "$bin/ccproxy-$s" &
+server=${SERVER:-nginx}
+case $server in
+nginx)
+    SERVICES="${services[*]}" "$here/scripts/render-nginx.sh" "$run/nginx" > /dev/null
+    for s in "${services[@]}"; do
+        sock_var=${s^^}_FCGI_SOCKET
+        sock=${!sock_var}
+        rm -f "$sock"
+        spawn-fcgi -n -s "$sock" -M 0660 -- "$bin/ccproxy-$s" &
+        pids+=($!)
+        for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+    done
+    nginx -p "$run/nginx" -c "$run/nginx/nginx.conf" -e "$run/nginx/logs/error.log" -g 'daemon off;' &
     pids+=($!)
-    for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
-done
-
-nginx -p "$run/nginx" -c "$run/nginx/nginx.conf" -e "$run/nginx/logs/error.log" -g 'daemon off;' &
-pids+=($!)
+    logs=$run/nginx/logs
+    ;;
+lighttpd)
+    # lighttpd spawns the responders itself (mod_fastcgi bin-path), with the
+    # configuration in their bin-environment.
+    [ -f "$env_file" ] && export CCPROXY_ENV_FILE=$(cd "$(dirname "$env_file")" && pwd)/$(basename "$env_file")
+    "$here/scripts/render-lighttpd.sh" "$run/lighttpd" "$bin" > /dev/null
+    lighttpd -D -f "$run/lighttpd/lighttpd.conf" &
+    pids+=($!)
+    logs=$run/lighttpd/logs
+    ;;
+*) echo "run: SERVER must be nginx or lighttpd, not $server" >&2; exit 2 ;;
+esac
 
 echo "run: claude service (Anthropic Messages API) on http://${CLAUDE_SERVICE_HOST:-127.0.0.1}:${CLAUDE_SERVICE_PORT:-8001}, upstream ${ANTHROPIC_BASE_URL:-https://api.anthropic.com}"
 echo "run: codex service (OpenAI Responses API) on http://${CODEX_SERVICE_HOST:-127.0.0.1}:${CODEX_SERVICE_PORT:-8002}, upstream ${OPENAI_BASE_URL:-https://api.openai.com/v1}"
-echo "run: nginx logs in $run/nginx/logs; Ctrl-C stops"
+echo "run: $server logs in $logs; Ctrl-C stops"
 # Any child exiting ends the run: a half-started stack is worse than none.
 wait -n "${pids[@]}" || true
