@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Mock Anthropic Messages API upstream for the cc-proxy integration tests.
+"""Mock Anthropic Messages API and OpenAI Responses API upstream for the cc-proxy
+integration tests.
 
 Standard library only. Speaks HTTP/1.1 (keep-alive, chunked streaming) on loopback
 and answers like api.anthropic.com does:
@@ -8,6 +9,27 @@ and answers like api.anthropic.com does:
   POST /v1/messages/count_tokens  {"input_tokens": N}
   GET  /v1/models[?limit=&after_id=&before_id=]
   GET  /v1/models/{id}
+
+and like api.openai.com does:
+
+  POST /v1/responses              streaming (response.created, response.in_progress,
+                                  response.output_item.added, response.content_part.added,
+                                  response.output_text.delta..., response.output_text.done,
+                                  response.content_part.done, response.output_item.done,
+                                  response.completed; each with "type" and an increasing
+                                  "sequence_number"; no [DONE]) and non-streaming Response
+                                  JSON (indented, as the real API sends it); x-request-id,
+                                  openai-processing-ms, openai-*, x-ratelimit-* headers;
+                                  errors {"error":{"message","type","param","code"}}
+  POST /responses                 the same, for a base URL without /v1 (route "/responses")
+  GET  /v1/models[/{id}]          the OpenAI list shape ({"object":"list","data":[...]})
+                                  when the request looks like an OpenAI client's: neither
+                                  anthropic-version nor x-api-key
+  GET  /v1/responses/{id}         404 (nothing is stored)
+
+The OpenAI routes want `Authorization: Bearer <key>` (else 401); a Responses body must be a
+JSON object with "model" (else 400). The record of an OpenAI request has api "openai",
+response_id and (streams) event_types.
 
 Every API route also works under any prefix (e.g. /api/v1/messages): the route is the
 part of the path from the first "/v1/" on.
@@ -44,6 +66,24 @@ proxy forwards like any end-to-end header): a comma list of `name` or `name=valu
   tool_use              stream/non-stream: a tool_use block (input_json_delta) after
                         the text block, stop_reason tool_use
   lenient               skip the request validation (key, anthropic-version, body)
+
+OpenAI Responses routes: status, retry_after, retry_after_ms, slow, deltas, big, die_after,
+hang_after, hang_before_headers, gate, gate_each, fragment, drop, close_idle and lenient
+work as above (status=NNN gives the real OpenAI error body for NNN), plus:
+
+  error_event_after=N   stream: after N events send `event: error` with data
+                        {"type":"error","code":"rate_limit_exceeded","message":...,
+                        "param":null,"sequence_number":N} and end the stream cleanly
+                        (sse_error_after=N is the same); non-stream: a 429 error
+  failed_after=N        stream: after N events send response.failed (a Response with
+                        status "failed" and error {"code":"server_error","message"}) and
+                        end cleanly; non-stream: a 500 error
+  error_code=CODE       the code of those two (defaults as above)
+  incomplete            response.incomplete (status "incomplete", incomplete_details
+                        {"reason":"max_output_tokens"}) instead of response.completed
+  reasoning             a reasoning output item (summary deltas; encrypted_content when
+                        include asks for reasoning.encrypted_content) before the message
+  tool_call             a function_call output item (arguments deltas) after the message
 
 A request is recorded with the id from its `x-mock-id` header (else "r<seq>"): method,
 path, route, prefix, query, headers (in order, as received), body (base64), the peer
@@ -179,6 +219,90 @@ def infra_headers():
         ("server", "cloudflare"),
         ("cf-ray", _rand(16, "0123456789abcdef") + "-SJC"),
     ]
+
+
+# ----------------------------------------------------------------- OpenAI Responses API
+
+OPENAI_MODELS = [
+    {"id": "gpt-5-codex", "object": "model", "created": 1757527818, "owned_by": "system"},
+    {"id": "gpt-5", "object": "model", "created": 1754425777, "owned_by": "system"},
+    {"id": "gpt-5-2025-08-07", "object": "model", "created": 1754425384, "owned_by": "system"},
+    {"id": "gpt-5-mini", "object": "model", "created": 1754425928, "owned_by": "system"},
+    {"id": "gpt-4.1", "object": "model", "created": 1744316542, "owned_by": "system"},
+    {"id": "o4-mini", "object": "model", "created": 1744225351, "owned_by": "system"},
+]
+
+# status -> (type, code, param, message), as api.openai.com answers
+OPENAI_ERRORS = {
+    400: ("invalid_request_error", "invalid_value", "input",
+          "Invalid value: 'inpt_text'. Supported values are: 'input_text', 'input_image', 'output_text', "
+          "'refusal', 'input_file', 'computer_screenshot', and 'summary_text'."),
+    401: ("invalid_request_error", "invalid_api_key", None,
+          "Incorrect API key provided: sk-proj-****************************************mock. You can find "
+          "your API key at https://platform.openai.com/account/api-keys."),
+    403: ("request_forbidden", "unsupported_country_region_territory", None,
+          "Country, region, or territory not supported"),
+    404: ("invalid_request_error", "model_not_found", None,
+          "The model `gpt-nope` does not exist or you do not have access to it."),
+    405: ("invalid_request_error", None, None, "Method not allowed."),
+    413: ("invalid_request_error", "request_too_large", None, "Request too large."),
+    429: ("tokens", "rate_limit_exceeded", None,
+          "Rate limit reached for gpt-5 in organization org-mockmockmockmockmockmock on tokens per min (TPM): "
+          "Limit 30000, Used 29517, Requested 2211. Please try again in 3.456s. Visit "
+          "https://platform.openai.com/account/rate-limits to learn more."),
+    500: ("server_error", None, None,
+          "The server had an error while processing your request. Sorry about that!"),
+    502: ("server_error", None, None, "Bad gateway."),
+    503: ("server_error", None, None, "The engine is currently overloaded, please try again later"),
+    504: ("server_error", None, None, "Gateway timeout."),
+}
+
+OA_TEXTS = ["Hello", "! I'm Codex, \"an AI\"", " coding agent \u2014 caf\u00e9 \u65e5\u672c.\n", " How can",
+            " I help?"]
+OA_SUMMARY = ["**Greeting the user**\n\n", "The user says hello; ", "a short reply fits."]
+OA_TOOL_ARGS = ['{"location":"San Fra', 'ncisco, CA","unit"', ':"fahrenheit"}']
+OA_STREAM_ERROR_MESSAGE = ("Rate limit reached for gpt-5 in organization org-mockmockmockmockmockmock on tokens "
+                           "per min (TPM): Limit 30000, Used 30000, Requested 1200. Please try again in 2.4s.")
+OA_FAILED_MESSAGE = ("An error occurred while processing your request. You can retry your request, or contact "
+                     "us through our help center at help.openai.com if the error persists.")
+
+
+def oa_hex(n):
+    return _rand(n, "0123456789abcdef")
+
+
+def new_oa_request_id():
+    return "req_" + oa_hex(32)
+
+
+def oa_ratelimit_headers(remaining=9999):
+    return [
+        ("x-ratelimit-limit-requests", "10000"),
+        ("x-ratelimit-limit-tokens", "30000000"),
+        ("x-ratelimit-remaining-requests", str(remaining)),
+        ("x-ratelimit-remaining-tokens", "29999000" if remaining else "0"),
+        ("x-ratelimit-reset-requests", "6ms"),
+        ("x-ratelimit-reset-tokens", "2ms"),
+    ]
+
+
+def oa_infra_headers():
+    # What api.openai.com's edge adds; not for the client.
+    return [
+        ("strict-transport-security", "max-age=31536000; includeSubDomains; preload"),
+        ("cf-cache-status", "DYNAMIC"),
+        ("set-cookie", "__cf_bm=mock" + _rand(24) + "; path=/; expires=Thu, 01-Jan-2099 00:00:00 GMT; "
+                       "domain=.api.openai.com; HttpOnly; Secure; SameSite=None"),
+        ("x-content-type-options", "nosniff"),
+        ("server", "cloudflare"),
+        ("cf-ray", oa_hex(16) + "-SJC"),
+        ("alt-svc", 'h3=":443"; ma=86400'),
+    ]
+
+
+def pretty(obj):
+    """api.openai.com's non-stream JSON: indented by two spaces."""
+    return json.dumps(obj, indent=2, ensure_ascii=False).encode()
 
 
 class PeerGone(Exception):
@@ -496,6 +620,10 @@ class Handler(BaseHTTPRequestHandler):
             if isinstance(obj, dict):
                 self.update(stream=bool(obj.get("stream")), model=obj.get("model"))
 
+        oa_route = self.openai_route(path)
+        if oa_route is not None:
+            return self.handle_openai(oa_route, query, obj)
+
         lenient = "lenient" in beh
         if not lenient:
             if not self.headers.get("x-api-key") and not self.headers.get("authorization"):
@@ -694,18 +822,26 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def stream_message(self, obj):
-        beh = self.beh
         events = self.events(obj)
         headers = [("content-type", "text/event-stream; charset=utf-8"),
                    ("transfer-encoding", "chunked"),
                    ("cache-control", "no-cache"),
                    ("request-id", self.request_id)] + ratelimit_headers() + infra_headers()
+        err = (b'event: error\ndata: {"type": "error", "error": '
+               b'{"type": "overloaded_error", "message": "Overloaded"}}\n\n')
+        err_after = int(self.beh["sse_error_after"]) if "sse_error_after" in self.beh else None
+        return self.run_stream(events, headers, err_after, err)
+
+    def run_stream(self, events, headers, err_after=None, err_bytes=None):
+        """Send `events` (whole SSE events as bytes) as a chunked stream, obeying the
+        stream behaviours (slow, die_after, hang_after, gate, gate_each); at index
+        err_after send err_bytes instead and end the stream cleanly."""
+        beh = self.beh
         self.update(events_total=len(events))
         self.send_head(200, headers)
         slow = float(beh.get("slow", 0))
         die_after = int(beh["die_after"]) if "die_after" in beh else None
         hang_after = int(beh["hang_after"]) if "hang_after" in beh else None
-        err_after = int(beh["sse_error_after"]) if "sse_error_after" in beh else None
         gate = beh.get("gate")
         gate_each = beh.get("gate_each")
         for i, data in enumerate(events):
@@ -717,8 +853,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.update(state="hang_timeout", finished_at=time.time())
                 return self.die()
             if err_after is not None and i == err_after:
-                self.send_chunk(b'event: error\ndata: {"type": "error", "error": '
-                                b'{"type": "overloaded_error", "message": "Overloaded"}}\n\n')
+                self.send_chunk(err_bytes)
                 break
             if i > 0:
                 if gate_each:
@@ -733,6 +868,284 @@ class Handler(BaseHTTPRequestHandler):
             self.update(events_sent=i + 1, last_event_at=time.time())
         self._write(b"0\r\n\r\n", "end")
         self.update(state="done", finished_at=time.time())
+
+    # ----------------------------------------------------------------- OpenAI Responses
+
+    def openai_route(self, path):
+        """The OpenAI route of this request, or None when it is an Anthropic one:
+        /v1/responses[/...] (or a bare /responses) under any prefix, and /v1/models[/...]
+        when the client looks like an OpenAI one (no anthropic-version, no x-api-key)."""
+        i = path.find("/v1/")
+        if i >= 0:
+            route = path[i:]
+            if route == "/v1/responses" or route.startswith("/v1/responses/"):
+                return route
+            if (route == "/v1/models" or route.startswith("/v1/models/")) and \
+                    not self.headers.get("anthropic-version") and not self.headers.get("x-api-key"):
+                return route
+            return None
+        if path == "/responses" or path.endswith("/responses"):
+            self.update(route="/responses", prefix=path[:-len("/responses")])
+            return "/responses"
+        return None
+
+    def oa_headers(self):
+        ms = max(1, int((time.time() - self.rec["received_at"]) * 1000))
+        return [("x-request-id", self.request_id),
+                ("openai-organization", "user-mockmockmockmockmockmock"),
+                ("openai-processing-ms", str(ms)),
+                ("openai-project", "proj_MockMockMockMockMockMock"),
+                ("openai-version", "2020-10-01")]
+
+    def oa_send(self, status, body, extra=()):
+        if isinstance(body, (dict, list)):
+            body = pretty(body)
+        headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+        headers += self.oa_headers() + list(extra) + oa_infra_headers()
+        if self.close_connection:
+            headers.append(("connection", "close"))
+        self.send_head(status, headers)
+        with STATE.cond:
+            self.record_out(body)
+        self._write(body, "body")
+        self.update(state="done", finished_at=time.time())
+
+    def oa_error(self, status, message=None, etype=None, code=False, param=False):
+        t, c, p, m = OPENAI_ERRORS.get(status, ("server_error", None, None, "Internal server error."))
+        body = {"error": {"message": message or m, "type": etype or t,
+                          "param": p if param is False else param, "code": c if code is False else code}}
+        hdrs = []
+        if status == 429:
+            hdrs.append(("retry-after", str(self.beh.get("retry_after", "7"))))
+            hdrs += oa_ratelimit_headers(0)
+        if "retry_after_ms" in self.beh:
+            hdrs.append(("retry-after-ms", str(self.beh["retry_after_ms"])))
+        self.oa_send(status, body, hdrs)
+
+    def handle_openai(self, route, query, obj):
+        beh = self.beh
+        self.request_id = new_oa_request_id()
+        self.update(request_id=self.request_id, api="openai")
+        lenient = "lenient" in beh
+        if not lenient:
+            auth = self.headers.get("authorization") or ""
+            if not auth.startswith("Bearer ") or not auth[7:].strip():
+                return self.oa_error(
+                    401, "You didn't provide an API key. You need to provide your API key in an Authorization "
+                         "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password "
+                         "field (i.e. admin:YOUR_KEY) if you're accessing the API from your browser. You can "
+                         "obtain an API key from https://platform.openai.com/account/api-keys.", code=None)
+        if "status" in beh:
+            if "slow" in beh:
+                self.wait_silent(float(beh["slow"]), "slow")
+            return self.oa_error(int(beh["status"]))
+        if route in ("/v1/responses", "/responses"):
+            if self.command != "POST":
+                return self.oa_error(405, "Invalid method for URL (%s %s)" % (self.command, self.rec["path"]))
+            if not lenient:
+                if not isinstance(obj, dict):
+                    return self.oa_error(
+                        400, "We could not parse the JSON body of your request. (HINT: This likely means you "
+                             "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
+                             "but what was sent was not valid JSON. If you have trouble figuring out how to fix "
+                             "this, please contact us through our help center at help.openai.com.)",
+                        code=None, param=None)
+                if "model" not in obj:
+                    return self.oa_error(400, "Missing required parameter: 'model'.",
+                                         code="missing_required_parameter", param="model")
+                bad = self.oa_check_input(obj.get("input"))
+                if bad:
+                    return self.oa_error(400, bad[1], code="invalid_value", param=bad[0])
+            if obj.get("stream") is True:
+                return self.oa_stream(obj)
+            return self.oa_full(obj)
+        if route.startswith("/v1/responses/"):
+            return self.oa_error(404, "Response with id '%s' not found." % route[len("/v1/responses/"):],
+                                 code=None, param=None)
+        if route == "/v1/models":
+            if self.command != "GET":
+                return self.oa_error(405, "Invalid method for URL (%s %s)" % (self.command, self.rec["path"]))
+            return self.oa_send(200, {"object": "list", "data": OPENAI_MODELS})
+        if route.startswith("/v1/models/"):
+            mid = route[len("/v1/models/"):]
+            for m in OPENAI_MODELS:
+                if m["id"] == mid:
+                    return self.oa_send(200, m)
+            return self.oa_error(404, "The model '%s' does not exist" % mid, code="model_not_found",
+                                 param="model")
+        return self.oa_error(404, "Invalid URL (%s %s)" % (self.command, self.rec["path"]), code=None)
+
+    @staticmethod
+    def oa_check_input(inp):
+        """What the real API refuses in input messages: (param, message) or None."""
+        if not isinstance(inp, list):
+            return None
+        for i, item in enumerate(inp):
+            if not isinstance(item, dict) or item.get("type", "message") != "message":
+                continue
+            content = item.get("content")
+            if item.get("role") == "assistant" and isinstance(content, list):
+                for j, part in enumerate(content):
+                    if isinstance(part, dict) and part.get("type") == "input_text":
+                        return ("input[%d].content[%d]" % (i, j),
+                                "Invalid value: 'input_text'. Supported values are: 'output_text' and 'refusal'.")
+        return None
+
+    def oa_texts(self):
+        beh = self.beh
+        if "big" in beh:
+            return self.texts()
+        n = int(beh.get("deltas", 3))
+        return [OA_TEXTS[i % len(OA_TEXTS)] + ("" if i < len(OA_TEXTS) else " #%d" % i) for i in range(n)]
+
+    def oa_response(self, obj, rid, created, status, output, usage, error=None, incomplete=None):
+        reasoning = obj.get("reasoning") if isinstance(obj.get("reasoning"), dict) else {}
+        return {
+            "id": rid, "object": "response", "created_at": created, "status": status,
+            "background": False, "error": error, "incomplete_details": incomplete,
+            "instructions": obj.get("instructions"), "max_output_tokens": obj.get("max_output_tokens"),
+            "max_tool_calls": None, "model": obj.get("model"), "output": output,
+            "parallel_tool_calls": obj.get("parallel_tool_calls", True),
+            "previous_response_id": obj.get("previous_response_id"),
+            "prompt_cache_key": obj.get("prompt_cache_key"),
+            "reasoning": {"effort": reasoning.get("effort", "medium"), "summary": reasoning.get("summary")},
+            "safety_identifier": None, "service_tier": "default", "store": obj.get("store", True),
+            "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
+            "tool_choice": obj.get("tool_choice", "auto"), "tools": obj.get("tools") or [],
+            "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled", "usage": usage, "user": None,
+            "metadata": obj.get("metadata") or {},
+        }
+
+    def oa_build(self, obj):
+        """(events, final response object): events as [(type, fields)], in stream order,
+        without sequence numbers; the final Response as response.completed carries it."""
+        beh = self.beh
+        rid = "resp_" + oa_hex(50)
+        created = int(time.time())
+        ev = []
+
+        def add(t, **kw):
+            ev.append((t, kw))
+
+        def obf():
+            return _rand(random.randint(3, 14))
+
+        add("response.created", response=self.oa_response(obj, rid, created, "in_progress", [], None))
+        add("response.in_progress", response=self.oa_response(obj, rid, created, "in_progress", [], None))
+        output = []
+        reasoning_tokens = 0
+        include = obj.get("include") if isinstance(obj.get("include"), list) else []
+        if "reasoning" in beh:
+            iid = "rs_" + oa_hex(50)
+            item = {"id": iid, "type": "reasoning", "summary": []}
+            if "reasoning.encrypted_content" in include:
+                item["encrypted_content"] = "gAAAAA" + _rand(120)
+            oi = len(output)
+            add("response.output_item.added", output_index=oi, item=dict(item))
+            add("response.reasoning_summary_part.added", item_id=iid, output_index=oi, summary_index=0,
+                part={"type": "summary_text", "text": ""})
+            for t in OA_SUMMARY:
+                add("response.reasoning_summary_text.delta", item_id=iid, output_index=oi, summary_index=0,
+                    delta=t, obfuscation=obf())
+            full = "".join(OA_SUMMARY)
+            add("response.reasoning_summary_text.done", item_id=iid, output_index=oi, summary_index=0, text=full)
+            add("response.reasoning_summary_part.done", item_id=iid, output_index=oi, summary_index=0,
+                part={"type": "summary_text", "text": full})
+            done = dict(item, summary=[{"type": "summary_text", "text": full}])
+            add("response.output_item.done", output_index=oi, item=done)
+            output.append(done)
+            reasoning_tokens = 64
+        texts = self.oa_texts()
+        mid = "msg_" + oa_hex(50)
+        oi = len(output)
+        add("response.output_item.added", output_index=oi,
+            item={"id": mid, "type": "message", "status": "in_progress", "content": [], "role": "assistant"})
+        add("response.content_part.added", item_id=mid, output_index=oi, content_index=0,
+            part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""})
+        for t in texts:
+            add("response.output_text.delta", item_id=mid, output_index=oi, content_index=0, delta=t,
+                logprobs=[], obfuscation=obf())
+        text = "".join(texts)
+        add("response.output_text.done", item_id=mid, output_index=oi, content_index=0, text=text, logprobs=[])
+        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+        add("response.content_part.done", item_id=mid, output_index=oi, content_index=0, part=part)
+        msg = {"id": mid, "type": "message", "status": "completed", "content": [part], "role": "assistant"}
+        add("response.output_item.done", output_index=oi, item=msg)
+        output.append(msg)
+        if "tool_call" in beh or "tool_use" in beh:
+            fid, cid = "fc_" + oa_hex(50), "call_" + _rand(24)
+            oi = len(output)
+            item = {"id": fid, "type": "function_call", "status": "in_progress", "arguments": "",
+                    "call_id": cid, "name": "get_weather"}
+            add("response.output_item.added", output_index=oi, item=item)
+            for part_args in OA_TOOL_ARGS:
+                add("response.function_call_arguments.delta", item_id=fid, output_index=oi, delta=part_args,
+                    obfuscation=obf())
+            args = "".join(OA_TOOL_ARGS)
+            add("response.function_call_arguments.done", item_id=fid, output_index=oi, arguments=args)
+            done = dict(item, status="completed", arguments=args)
+            add("response.output_item.done", output_index=oi, item=done)
+            output.append(done)
+        inp = self.count_tokens(obj)
+        out_tokens = max(1, len(text) // 4) + reasoning_tokens
+        usage = {"input_tokens": inp, "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens": out_tokens, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+                 "total_tokens": inp + out_tokens}
+        if "incomplete" in beh:
+            final = self.oa_response(obj, rid, created, "incomplete", output, usage,
+                                     incomplete={"reason": "max_output_tokens"})
+            add("response.incomplete", response=final)
+        else:
+            final = self.oa_response(obj, rid, created, "completed", output, usage)
+            add("response.completed", response=final)
+        return ev, final
+
+    @staticmethod
+    def oa_event_bytes(seq, t, fields):
+        d = {"type": t, "sequence_number": seq}
+        d.update(fields)
+        return ("event: %s\ndata: %s\n\n" % (t, dumps(d))).encode("utf-8")
+
+    def oa_stream(self, obj):
+        beh = self.beh
+        ev, final = self.oa_build(obj)
+        if "error_event_after" in beh or "sse_error_after" in beh:
+            n = min(int(beh.get("error_event_after", beh.get("sse_error_after"))), len(ev))
+            ev = ev[:n] + [("error", {"code": beh.get("error_code", "rate_limit_exceeded"),
+                                      "message": OA_STREAM_ERROR_MESSAGE, "param": None})]
+        elif "failed_after" in beh:
+            n = min(int(beh["failed_after"]), len(ev))
+            resp = dict(final, status="failed", output=[], usage=None,
+                        error={"code": beh.get("error_code", "server_error"), "message": OA_FAILED_MESSAGE})
+            ev = ev[:n] + [("response.failed", {"response": resp})]
+        events = [self.oa_event_bytes(i, t, f) for i, (t, f) in enumerate(ev)]
+        self.update(response_id=final["id"], event_types=[t for t, _ in ev])
+        headers = [("content-type", "text/event-stream; charset=utf-8"),
+                   ("transfer-encoding", "chunked")] + self.oa_headers() + oa_ratelimit_headers() + \
+            oa_infra_headers()
+        return self.run_stream(events, headers)
+
+    def oa_full(self, obj):
+        beh = self.beh
+        if "slow" in beh:
+            self.wait_silent(float(beh["slow"]), "slow")
+        if "failed_after" in beh:
+            return self.oa_error(500, OA_FAILED_MESSAGE, code="server_error")
+        if "error_event_after" in beh:
+            return self.oa_error(429)
+        _, final = self.oa_build(obj)
+        self.update(response_id=final["id"])
+        body = pretty(final)
+        if "die_after" in beh:
+            headers = [("content-type", "application/json"), ("content-length", str(len(body)))] + \
+                self.oa_headers() + oa_ratelimit_headers()
+            self.send_head(200, headers)
+            half = body[:len(body) // 2]
+            with STATE.cond:
+                self.record_out(half)
+            self._write(half)
+            return self.die()
+        return self.oa_send(200, body, oa_ratelimit_headers())
 
     # ----------------------------------------------------------------- control
 

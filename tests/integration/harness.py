@@ -1,4 +1,5 @@
-"""Integration harness: mock upstream + ccproxy-claude (spawn-fcgi) + nginx, on loopback.
+"""Integration harness: mock upstream + ccproxy-claude or ccproxy-codex (spawn-fcgi) + nginx,
+on loopback.
 
 Standard library only. A `Suite` owns one mock upstream (shared: every test request
 carries its own `x-mock-id`) and lazily started `Stack`s, one per configuration
@@ -39,6 +40,10 @@ def claude_bin():
     return bin_dir() / "ccproxy-claude"
 
 
+def service_bin(service="claude"):
+    return bin_dir() / ("ccproxy-" + service)
+
+
 # Keys used by the suite: the log test greps every log for each of them.
 CLIENT_KEY = "sk-ant-api03-CLIENTKEY-" + "a1b2c3d4e5f6" * 4
 BEARER_KEY = "sk-ant-api03-BEARERKEY-" + "0f1e2d3c4b5a" * 4
@@ -47,7 +52,12 @@ SERVER_KEY = "sk-ant-api03-SERVERKEY-" + "5e5e5e5e5e5e" * 4
 ACCESS_PLAIN = "ccp-access-plain-" + "77aa" * 8
 ACCESS_HASHED = "ccp-access-hashed-" + "88bb" * 8
 ACCESS_WRONG = "ccp-access-wrong-" + "99cc" * 8
-ALL_KEYS = {CLIENT_KEY, BEARER_KEY, BARE_KEY, SERVER_KEY, ACCESS_PLAIN, ACCESS_HASHED, ACCESS_WRONG}
+# the Codex service's (OpenAI-style keys)
+OA_CLIENT_KEY = "sk-proj-OACLIENTKEY-" + "c0ffee1234ab" * 4
+OA_OTHER_KEY = "sk-proj-OAOTHERKEY-" + "beef56789cd0" * 4
+OA_SERVER_KEY = "sk-proj-OASERVERKEY-" + "d00d9876fedc" * 4
+ALL_KEYS = {CLIENT_KEY, BEARER_KEY, BARE_KEY, SERVER_KEY, ACCESS_PLAIN, ACCESS_HASHED, ACCESS_WRONG,
+            OA_CLIENT_KEY, OA_OTHER_KEY, OA_SERVER_KEY}
 
 ALLOWED_ORIGIN = "https://allowed.example"
 
@@ -56,7 +66,10 @@ def sha256_hex(s):
     return hashlib.sha256(s.encode() if isinstance(s, str) else s).hexdigest()
 
 
-# name -> dict(env=..., upstream_path=..., upstream="mock"|"closed")
+# name -> dict(env=..., upstream_path=..., upstream="mock"|"closed", service="claude"|"codex")
+# A codex stack's OPENAI_BASE_URL is the mock + upstream_path (default "/v1").
+CODEX_CWD = "/home/dev/cc-proxy-it"
+CODEX_ENV = {"CODEX_ENV_CWD": CODEX_CWD}
 STACKS = {
     # the default deployment: client keys pass through, generous timeouts
     "main": dict(env={"CORS_ALLOW_ORIGINS": ALLOWED_ORIGIN, "WORKER_THREADS": "256"}),
@@ -75,6 +88,21 @@ STACKS = {
     "killable": dict(env={}),
     # the responder gets SIGTERM while a stream runs (drain)
     "drain": dict(env={}),
+
+    # ---- ccproxy-codex
+    # the default deployment: OPENAI_BASE_URL ends in /v1, client keys pass through
+    "codex": dict(service="codex", env=dict(CODEX_ENV, CORS_ALLOW_ORIGINS=ALLOWED_ORIGIN, WORKER_THREADS="64")),
+    # OPENAI_BASE_URL without /v1 (the responder adds it)
+    "codex_bare": dict(service="codex", env=dict(CODEX_ENV), upstream_path=""),
+    # mounted under /codex; the upstream base has a path of its own, with /v1
+    "codex_prefix": dict(service="codex", env=dict(CODEX_ENV, BASE_PATH="/codex"), upstream_path="/openai/v1/"),
+    # server-held OPENAI_API_KEY; clients present a key from ACCESS_KEYS
+    "codex_serverkey": dict(service="codex", env=dict(CODEX_ENV, OPENAI_API_KEY=OA_SERVER_KEY,
+                                                      ACCESS_KEYS="%s,sha256:%s" % (ACCESS_PLAIN, sha256_hex(ACCESS_HASHED)))),
+    "codex_small": dict(service="codex", env=dict(CODEX_ENV, MAX_BODY_BYTES="4096", WORKER_THREADS="2")),
+    "codex_timeout": dict(service="codex", env=dict(CODEX_ENV, HTTP_TIMEOUT="1")),
+    "codex_down": dict(service="codex", upstream="closed", env=dict(CODEX_ENV, HTTP_CONNECT_TIMEOUT="3")),
+    "codex_killable": dict(service="codex", env=dict(CODEX_ENV)),
 }
 
 BASE_ENV = {
@@ -404,6 +432,32 @@ def message_body(stream=False, model="claude-sonnet-4-20250514", text="Hello, Cl
     return json.dumps(obj).encode()
 
 
+def oa_headers(key=OA_CLIENT_KEY, mock_id=None, behavior=None, extra=(), bearer=True, content_type=True,
+               user_agent=None):
+    """Request headers of an OpenAI-style client (Authorization: Bearer)."""
+    h = []
+    if key is not None:
+        h.append(("authorization", ("Bearer " + key) if bearer else key))
+    if content_type:
+        h.append(("content-type", "application/json"))
+    if user_agent:
+        h.append(("user-agent", user_agent))
+    if mock_id:
+        h.append(("x-mock-id", mock_id))
+    if behavior:
+        h.append(("x-mock-behavior", behavior))
+    h.extend(extra)
+    return h
+
+
+def responses_body(stream=False, model="gpt-5-codex", text="Hello, Codex", **extra):
+    obj = {"model": model, "input": text}
+    if stream is not None:
+        obj["stream"] = stream
+    obj.update(extra)
+    return json.dumps(obj).encode()
+
+
 def new_id(prefix="t"):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:16])
 
@@ -477,15 +531,19 @@ def rec_response(rec):
 
 
 class Stack:
-    """ccproxy-claude under spawn-fcgi + nginx rendered by scripts/render-nginx.sh."""
+    """ccproxy-claude or ccproxy-codex under spawn-fcgi + nginx rendered by
+    scripts/render-nginx.sh (SERVICES=<that service>)."""
 
-    def __init__(self, suite, name, env=None, upstream="mock", upstream_path=""):
+    def __init__(self, suite, name, env=None, upstream="mock", upstream_path="", service="claude"):
+        if service not in ("claude", "codex"):
+            raise HarnessError("unknown service %r" % service)
         self.suite = suite
         self.name = name
+        self.service = service
         self.dir = os.path.join(suite.tmp, name)
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
-        self.sock = os.path.join(self.dir, "claude.sock")
+        self.sock = os.path.join(self.dir, "%s.sock" % service)
         self.stderr_path = os.path.join(self.dir, "responder.stderr")
         self.nginx_dir = os.path.join(self.dir, "nginx")
         os.makedirs(self.nginx_dir)
@@ -497,7 +555,7 @@ class Stack:
             self.upstream_port = suite.mock.port
         self.upstream_url = "http://127.0.0.1:%d%s" % (self.upstream_port, upstream_path)
         self.env = dict(BASE_ENV)
-        self.env["ANTHROPIC_BASE_URL"] = self.upstream_url
+        self.env["OPENAI_BASE_URL" if service == "codex" else "ANTHROPIC_BASE_URL"] = self.upstream_url
         self.env.update(env or {})
         self.port = None
 
@@ -506,8 +564,12 @@ class Stack:
         env.update(self.env)
         return env
 
+    @property
+    def binary(self):
+        return service_bin(self.service)
+
     def start(self):
-        b = claude_bin()
+        b = self.binary
         if not os.access(b, os.X_OK):
             raise HarnessError("responder binary %s not built (run make)" % b)
         if not os.access(RENDER, os.R_OK):
@@ -520,7 +582,7 @@ class Stack:
             os.unlink(self.sock)
         self._stderr = open(self.stderr_path, "ab")
         self.responder = Proc("responder", ["spawn-fcgi", "-n", "-s", self.sock, "-M", "0666",
-                                            "--", str(claude_bin())],
+                                            "--", str(self.binary)],
                               env=self.responder_env(), cwd=self.dir,
                               stdout=self._stderr, stderr=self._stderr)
         try:
@@ -537,17 +599,19 @@ class Stack:
         for attempt in range(3):
             self.port = free_port()
             renv = minimal_env()
+            other = "codex" if self.service == "claude" else "claude"
+            up, oup = self.service.upper(), other.upper()
             renv.update({
-                "CLAUDE_SERVICE_HOST": "127.0.0.1",
-                "CLAUDE_SERVICE_PORT": str(self.port),
-                "CLAUDE_FCGI_SOCKET": self.sock,
+                "%s_SERVICE_HOST" % up: "127.0.0.1",
+                "%s_SERVICE_PORT" % up: str(self.port),
+                "%s_FCGI_SOCKET" % up: self.sock,
                 "HTTP_TIMEOUT": self.env.get("HTTP_TIMEOUT", "30"),
-                # this suite drives the Claude service only; should another block be
-                # rendered anyway, keep it off fixed ports
-                "SERVICES": "claude",
-                "CODEX_SERVICE_HOST": "127.0.0.1",
-                "CODEX_SERVICE_PORT": str(free_port()),
-                "CODEX_FCGI_SOCKET": os.path.join(self.dir, "codex.sock"),
+                # one service per stack; should the other block be rendered anyway,
+                # keep it off fixed ports
+                "SERVICES": self.service,
+                "%s_SERVICE_HOST" % oup: "127.0.0.1",
+                "%s_SERVICE_PORT" % oup: str(free_port()),
+                "%s_FCGI_SOCKET" % oup: os.path.join(self.dir, "%s.sock" % other),
             })
             for k in ("MAX_BODY_BYTES", "BASE_PATH"):
                 if k in self.env:
@@ -715,12 +779,12 @@ def cgi_env(env, method, path_info, headers=(), body_len=None, query="", script=
     return e
 
 
-def run_cgi(env, method, path_info, headers=(), body=b"", query="", script="/cgi-bin/ccproxy-claude",
-            timeout=30.0, cwd=None, content_length=None):
-    """Run the responder once as plain CGI (fd 0 a pipe, not a socket)."""
+def run_cgi(env, method, path_info, headers=(), body=b"", query="", script=None,
+            timeout=30.0, cwd=None, content_length=None, service="claude"):
+    """Run the responder (ccproxy-<service>) once as plain CGI (fd 0 a pipe, not a socket)."""
     blen = None if body is None else (len(body) if content_length is None else content_length)
-    e = cgi_env(env, method, path_info, headers, blen, query, script)
-    r = subprocess.run([str(claude_bin())], input=body or b"", env=e, capture_output=True,
+    e = cgi_env(env, method, path_info, headers, blen, query, script or "/cgi-bin/ccproxy-" + service)
+    r = subprocess.run([str(service_bin(service))], input=body or b"", env=e, capture_output=True,
                        timeout=timeout, cwd=cwd or tempfile.gettempdir())
     return CGIResult(r.returncode, r.stdout, r.stderr)
 
@@ -749,8 +813,10 @@ class Suite:
         st = self.stacks.get(name)
         if st is None:
             spec = STACKS[name]
+            service = spec.get("service", "claude")
             st = Stack(self, name, env=spec.get("env"), upstream=spec.get("upstream", "mock"),
-                       upstream_path=spec.get("upstream_path", ""))
+                       upstream_path=spec.get("upstream_path", "/v1" if service == "codex" else ""),
+                       service=service)
             self.stacks[name] = st
             try:
                 st.start()
@@ -761,15 +827,20 @@ class Suite:
                 raise
         return st
 
-    def custom_stack(self, name, env=None, upstream="mock", upstream_path=""):
+    def custom_stack(self, name, env=None, upstream="mock", upstream_path=None, service="claude"):
         """A one-off configuration (started now, stopped with the suite)."""
-        STACKS[name] = dict(env=env or {}, upstream=upstream, upstream_path=upstream_path)
+        if upstream_path is None:
+            upstream_path = "/v1" if service == "codex" else ""
+        STACKS[name] = dict(env=env or {}, upstream=upstream, upstream_path=upstream_path, service=service)
         return self.stack(name)
 
-    def cgi(self, method, path_info, headers=(), body=b"", env=None, **kw):
-        e = {"ANTHROPIC_BASE_URL": self.mock.base}
+    def cgi(self, method, path_info, headers=(), body=b"", env=None, service="claude", **kw):
+        if service == "codex":
+            e = {"OPENAI_BASE_URL": self.mock.base + "/v1", "CODEX_ENV_CWD": CODEX_CWD}
+        else:
+            e = {"ANTHROPIC_BASE_URL": self.mock.base}
         e.update(env or {})
-        r = run_cgi(e, method, path_info, headers, body, **kw)
+        r = run_cgi(e, method, path_info, headers, body, service=service, **kw)
         self.cgi_logs.append(r.stderr)
         return r
 
@@ -818,6 +889,29 @@ def assert_anthropic_error(resp, status, etype=None, what=""):
     ct = resp.header("content-type") or ""
     check(ct.startswith("application/json"), "%scontent-type %r is not application/json",
           what and what + ": ", ct)
+    return obj
+
+
+def assert_openai_error(resp, status, etype=None, code=False, what=""):
+    """resp: Response or CGIResult. An OpenAI error {"error":{"message","type","param","code"}}
+    (code=False: any code)."""
+    pre = what and what + ": "
+    if resp.status != status:
+        raise AssertionError("%sexpected status %d, got %s; body %r" % (pre, status, resp.status, resp.body[:300]))
+    obj = resp.json()
+    check(isinstance(obj, dict) and isinstance(obj.get("error"), dict) and "type" not in obj,
+          "%snot an OpenAI error shape: %r", pre, resp.body[:300])
+    err = obj["error"]
+    eq(sorted(err), ["code", "message", "param", "type"], "%skeys of error" % pre)
+    check(isinstance(err["message"], str) and err["message"] and isinstance(err["type"], str) and err["type"],
+          "%serror.type/message missing: %r", pre, resp.body[:300])
+    check(err["code"] is None or isinstance(err["code"], str), "%serror.code %r", pre, err["code"])
+    if etype:
+        eq(err["type"], etype, "%serror.type" % pre)
+    if code is not False:
+        eq(err["code"], code, "%serror.code" % pre)
+    ct = resp.header("content-type") or ""
+    check(ct.startswith("application/json"), "%scontent-type %r is not application/json", pre, ct)
     return obj
 
 
