@@ -432,7 +432,20 @@ void ccp_config_describe(const ccp_config *cfg, const ccp_config_names *names, c
 {
     static const char *const auth_styles[] = {"auto", "x-api-key", "bearer"};
     ccp_buf_printf(out, "\"environment\":\"%s\"", cfg->environment == CCP_ENV_TEST ? "test" : "production");
-    kv_str(out, names->base_url_var, cfg->upstream_base_url);
+    /* A base URL may carry credentials (https://user:pass@host): mask them. */
+    ccp_buf url = {0};
+    const char *u = cfg->upstream_base_url, *host = strstr(u, "://");
+    const char *at = host ? strchr(host + 3, '@') : NULL;
+    const char *slash = host ? strchr(host + 3, '/') : NULL;
+    if (at && (!slash || at < slash)) {
+        ccp_buf_append(&url, u, (size_t)(host + 3 - u));
+        ccp_buf_append_str(&url, "***@");
+        ccp_buf_append_str(&url, at + 1);
+    } else {
+        ccp_buf_append_str(&url, u);
+    }
+    kv_str(out, names->base_url_var, url.data);
+    ccp_buf_free(&url);
     kv_str(out, names->api_key_var, cfg->server_api_key ? "***" : NULL);
     ccp_buf_printf(out, ",\"ACCESS_KEYS\":%zu", cfg->access_count);
     kv_str(out, "UPSTREAM_AUTH_STYLE", auth_styles[cfg->upstream_auth_style]);

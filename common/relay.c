@@ -538,7 +538,18 @@ static void serve_local(exchange *x)
     if (!x->body_read) ccp_request_drain(&x->req);
     x->body_read = true;
     x->log_status = 200;
-    ccp_response_send(&x->res, 200, "application/json", out.data, out.len, NULL);
+    if (strcmp(x->req.method, "HEAD") == 0) {
+        /* Headers only, with the length a GET would have. */
+        char cl[32];
+        snprintf(cl, sizeof cl, "%zu", out.len);
+        ccp_headers h = {0};
+        ccp_headers_add(&h, "Content-Type", "application/json");
+        ccp_headers_add(&h, "Content-Length", cl);
+        ccp_response_begin(&x->res, 200, &h);
+        ccp_headers_free(&h);
+    } else {
+        ccp_response_send(&x->res, 200, "application/json", out.data, out.len, NULL);
+    }
     ccp_buf_free(&out);
 }
 
