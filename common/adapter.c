@@ -340,9 +340,9 @@ static int find_adapter(const ccp_adapters *t, const char *name)
     return -1;
 }
 
-/* Adds one file's section to the table; a same-named adapter is replaced. */
-static bool load_section(ccp_adapters *t, json_object *root, const char *service, const char *origin,
-                         const ccp_config *cfg, ccp_buf *err)
+/* Checks a file's top level and adds its profiles to the table's; a profile
+ * of a later file replaces a same-named earlier one. */
+static bool merge_profiles(ccp_adapters *t, json_object *root, const char *origin, ccp_buf *err)
 {
     static const char *const top_keys[] = {"claude", "codex", "profiles", "extends", "description", "$schema", NULL};
     ccp_buf kerr = {0};
@@ -352,7 +352,7 @@ static bool load_section(ccp_adapters *t, json_object *root, const char *service
         return false;
     }
     ccp_buf_free(&kerr);
-    json_object *profiles = NULL, *section;
+    json_object *profiles = NULL;
     json_object_object_get_ex(root, "profiles", &profiles);
     if (profiles && !json_object_is_type(profiles, json_type_object)) {
         ccp_buf_printf(err, "%s: \"profiles\" must be an object of profile names", origin);
@@ -363,6 +363,15 @@ static bool load_section(ccp_adapters *t, json_object *root, const char *service
         json_object_object_foreach(profiles, pname, pval)
             json_object_object_add(t->profiles, pname, json_object_get(pval));
     }
+    return true;
+}
+
+/* Adds one file's section to the table; a same-named adapter is replaced.
+ * Profiles must be merged first: steps resolve them as they load. */
+static bool load_section(ccp_adapters *t, json_object *root, const char *service, const char *origin,
+                         const ccp_config *cfg, ccp_buf *err)
+{
+    json_object *section;
     if (!json_object_object_get_ex(root, service, &section)) return true;
     if (!json_object_is_type(section, json_type_array)) {
         ccp_buf_printf(err, "%s: \"%s\" must be a list of adapters", origin, service);
@@ -392,24 +401,30 @@ static bool load_section(ccp_adapters *t, json_object *root, const char *service
     return true;
 }
 
+static const char builtin_origin[] = "built-in conf/adapters.json";
+
 static bool load_text(ccp_adapters *t, const char *text, size_t len, const char *service, const char *origin,
                       const ccp_config *cfg, ccp_buf *err)
 {
-    json_object *root = parse_json_text(text, len, origin, err);
+    json_object *root = parse_json_text(text, len, origin, err), *base = NULL, *e;
     if (!root) return false;
     bool ok = true;
-    json_object *e;
     if (json_object_object_get_ex(root, "extends", &e)) {
-        /* A user file may build on the built-ins instead of replacing them. */
+        /* A user file may build on the built-ins instead of replacing them;
+         * its profiles then also apply to the built-in adapters. */
         if (!json_object_is_type(e, json_type_string) || strcmp(json_object_get_string(e), "builtin") != 0) {
             ccp_buf_printf(err, "%s: \"extends\" may only be \"builtin\"", origin);
             ok = false;
         } else {
             const char *b = ccp_builtin_adapters_json;
-            ok = load_text(t, b, strlen(b), service, "built-in conf/adapters.json", cfg, err);
+            base = parse_json_text(b, strlen(b), builtin_origin, err);
+            ok = base && merge_profiles(t, base, builtin_origin, err);
         }
     }
-    if (ok) ok = load_section(t, root, service, origin, cfg, err);
+    ok = ok && merge_profiles(t, root, origin, err);
+    if (ok && base) ok = load_section(t, base, service, builtin_origin, cfg, err);
+    ok = ok && load_section(t, root, service, origin, cfg, err);
+    json_object_put(base);
     json_object_put(root);
     return ok;
 }
@@ -434,7 +449,7 @@ int ccp_adapters_load(ccp_adapters **out, const char *service, const ccp_config 
         free(text);
     } else {
         const char *b = ccp_builtin_adapters_json;
-        ok = load_text(t, b, strlen(b), service, "built-in conf/adapters.json", cfg, err);
+        ok = load_text(t, b, strlen(b), service, builtin_origin, cfg, err);
     }
     if (!ok) {
         ccp_adapters_free(t);

@@ -304,21 +304,27 @@ static bool dropped_request_header(const char *name)
 static void build_upstream_headers(exchange *x, ccp_headers *out, bool has_body)
 {
     const ccp_config *cfg = x->rt->cfg;
+    ccp_buf name = {0}, value = {0};
+    const char *key = cfg->server_api_key ? cfg->server_api_key : x->key.value;
+    ccp_key_source came_as = cfg->server_api_key ? CCP_KEY_NONE : x->key.source;
+    ccp_dialect_auth_header(x->d, cfg->upstream_auth_style, came_as, key, &name, &value);
+    bool auth_placed = false;
     for (size_t i = 0; i < x->req.headers.count; i++) {
         const ccp_header *h = &x->req.headers.items[i];
+        /* The key goes where the client put its own: header order is part
+         * of what a client looks like upstream. */
+        if (!auth_placed && (strcasecmp(h->name, "x-api-key") == 0 || strcasecmp(h->name, "authorization") == 0)) {
+            ccp_headers_add(out, name.data, value.data);
+            auth_placed = true;
+        }
         if (!dropped_request_header(h->name)) ccp_headers_add(out, h->name, h->value);
     }
+    if (!auth_placed) ccp_headers_add(out, name.data, value.data);
     if (has_body)
         ccp_headers_add(out, "content-type",
                         x->req.content_type && *x->req.content_type ? x->req.content_type : "application/json");
     for (const char *const *p = x->d->default_request_headers; p && *p; p += 2)
         if (!ccp_headers_get(out, p[0])) ccp_headers_add(out, p[0], p[1]);
-
-    ccp_buf name = {0}, value = {0};
-    const char *key = cfg->server_api_key ? cfg->server_api_key : x->key.value;
-    ccp_key_source came_as = cfg->server_api_key ? CCP_KEY_NONE : x->key.source;
-    ccp_dialect_auth_header(x->d, cfg->upstream_auth_style, came_as, key, &name, &value);
-    ccp_headers_add(out, name.data, value.data);
     ccp_buf_free(&name);
     ccp_buf_free(&value);
 }

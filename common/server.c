@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "log.h"
 #include "version.h"
 
@@ -123,6 +125,8 @@ static void *worker(void *arg)
     }
     FCGX_Free(&req, 0);
     ccp_upstream_free(up);
+    /* OpenSSL keeps per-thread state (its error queue) until told. */
+    OPENSSL_thread_stop();
     pthread_mutex_lock(&done_lock);
     workers_running--;
     pthread_cond_signal(&done_cond);

@@ -150,11 +150,13 @@ static bool list_has(const char *list, const char *v, size_t n)
 
 void ccp_headers_merge_list(ccp_headers *h, const char *name, const char *values)
 {
-    const char *cur = NULL;
-    for (size_t i = 0; i < h->count; i++)
-        if (same_folded(h->items[i].name, name)) cur = h->items[i].value;
+    /* A list header sent twice is one list (RFC 9110 5.3): keep every value. */
     ccp_buf merged = {0};
-    ccp_buf_append_str(&merged, cur ? cur : "");
+    for (size_t i = 0; i < h->count; i++)
+        if (same_folded(h->items[i].name, name) && *h->items[i].value) {
+            if (merged.len) ccp_buf_append_char(&merged, ',');
+            ccp_buf_append_str(&merged, h->items[i].value);
+        }
     const char *p = values;
     while (*p) {
         while (*p == ' ' || *p == ',') p++;
@@ -172,7 +174,10 @@ void ccp_headers_merge_list(ccp_headers *h, const char *name, const char *values
         /* Keep the client's spelling of the name when it sent one. */
         const char *spelled = name;
         for (size_t i = 0; i < h->count; i++)
-            if (same_folded(h->items[i].name, name)) spelled = h->items[i].name;
+            if (same_folded(h->items[i].name, name)) {
+                spelled = h->items[i].name;
+                break;
+            }
         char *keep = ccp_xstrdup(spelled);
         ccp_headers_set_spelled(h, keep, merged.data);
         free(keep);

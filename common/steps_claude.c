@@ -7,15 +7,17 @@
 /* The API refuses a request with more cache_control breakpoints than this. */
 #define CACHE_BREAKPOINT_LIMIT 4
 
+/* Counts marked blocks in a block list, including blocks nested in a
+ * block's own "content" list (a tool_result's): the API counts those too. */
 static int count_marked_blocks(json_object *list)
 {
     int n = 0;
     if (!json_object_is_type(list, json_type_array)) return 0;
     for (size_t i = 0; i < json_object_array_length(list); i++) {
-        json_object *b = json_object_array_get_idx(list, i), *cc;
-        if (json_object_is_type(b, json_type_object) && json_object_object_get_ex(b, "cache_control", &cc) &&
-            !json_object_is_type(cc, json_type_null))
-            n++;
+        json_object *b = json_object_array_get_idx(list, i), *cc, *inner;
+        if (!json_object_is_type(b, json_type_object)) continue;
+        if (json_object_object_get_ex(b, "cache_control", &cc) && !json_object_is_type(cc, json_type_null)) n++;
+        if (json_object_object_get_ex(b, "content", &inner)) n += count_marked_blocks(inner);
     }
     return n;
 }
