@@ -31,6 +31,8 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test unit integration run bench e2e install uninstall clean
+# Keep object files make considers intermediate: no rebuild churn.
+.SECONDARY:
 PREFIX    ?= /usr/local
 all: deps-quiet $(PROGRAMS)
 

@@ -1,9 +1,10 @@
-"""Integration harness: mock upstream + ccproxy-claude or ccproxy-codex (spawn-fcgi) + nginx,
-on loopback.
+"""Integration harness: mock upstream + ccproxy-claude or ccproxy-codex behind a web server
+(nginx + spawn-fcgi, or lighttpd spawning the responder itself), on loopback.
 
 Standard library only. A `Suite` owns one mock upstream (shared: every test request
 carries its own `x-mock-id`) and lazily started `Stack`s, one per configuration
-(see STACKS). Everything it starts runs in its own process group and is stopped by
+(see STACKS) and web server (`Suite.web`: the runner runs the server-dependent modules
+once per entry of CCPROXY_WEB_SERVERS). Everything it starts runs in its own process group and is stopped by
 `Suite.close()`, which the runner calls in a `finally` (also on failure, Ctrl-C and
 SIGTERM).
 
@@ -29,6 +30,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 MOCK = REPO / "tests" / "mock_upstream.py"
 RENDER = REPO / "scripts" / "render-nginx.sh"
+RENDER_LIGHTTPD = REPO / "scripts" / "render-lighttpd.sh"
+
+# The web servers a stack can run behind; CCPROXY_WEB_SERVERS selects (default: all).
+WEB_SERVERS = ("nginx", "lighttpd")
+
+
+def web_servers():
+    """The web servers of this run, from CCPROXY_WEB_SERVERS ("nginx lighttpd" by default)."""
+    raw = os.environ.get("CCPROXY_WEB_SERVERS")
+    if raw is None or not raw.strip():
+        return list(WEB_SERVERS)
+    out = []
+    for w in raw.replace(",", " ").split():
+        if w not in WEB_SERVERS:
+            raise HarnessError("CCPROXY_WEB_SERVERS: unknown web server %r (known: %s)" % (w, " ".join(WEB_SERVERS)))
+        if w not in out:
+            out.append(w)
+    return out
 
 
 def bin_dir():
@@ -532,7 +551,9 @@ def rec_response(rec):
 
 class Stack:
     """ccproxy-claude or ccproxy-codex under spawn-fcgi + nginx rendered by
-    scripts/render-nginx.sh (SERVICES=<that service>)."""
+    scripts/render-nginx.sh (SERVICES=<that service>). LighttpdStack is the lighttpd variant."""
+
+    web = "nginx"
 
     def __init__(self, suite, name, env=None, upstream="mock", upstream_path="", service="claude"):
         if service not in ("claude", "codex"):
@@ -721,6 +742,286 @@ class Stack:
                 getattr(self, f).close()
 
 
+# --------------------------------------------------------------------------- lighttpd
+
+
+class SpawnedResponder:
+    """A responder that lighttpd spawned (mod_fastcgi bin-path), known by the pid its
+    wrapper recorded before exec. The surface of Proc the tests use: pid, alive(),
+    send_signal(), stop(), and p.wait()/p.poll()/p.returncode (its exit status belongs to
+    lighttpd, its parent: returncode stays None)."""
+
+    def __init__(self, name, pid, binary):
+        self.name = name
+        self.pid = pid
+        self.binary = str(binary)
+        self.returncode = None
+        self.p = self
+
+    def alive(self):
+        try:
+            with open("/proc/%d/stat" % self.pid, "rb") as f:
+                stat = f.read()
+            with open("/proc/%d/cmdline" % self.pid, "rb") as f:
+                cmd = f.read().split(b"\0")[0].decode("utf-8", "replace")
+        except OSError:
+            return False
+        state = stat[stat.rfind(b")") + 2:][:1]
+        return state not in (b"Z", b"X") and cmd == self.binary  # not a zombie, not a reused pid
+
+    def poll(self):
+        return None if self.alive() else self.returncode
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.alive():
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.binary, timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, sig):
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop(self, sig=signal.SIGTERM, grace=5.0):
+        self.send_signal(sig)
+        try:
+            self.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.send_signal(signal.SIGKILL)
+            try:
+                self.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+class LighttpdProc(Proc):
+    """lighttpd -D; its spawned responders share its process group. stop() lets them
+    finish (a SIGTERM'd responder drains, a sanitizer build writes its report at exit)
+    before the group is killed."""
+
+    def __init__(self, name, argv, children, **kw):
+        Proc.__init__(self, name, argv, **kw)
+        self.children = children  # callable: the SpawnedResponders to wait for
+
+    def stop(self, sig=signal.SIGTERM, grace=5.0):
+        kids = [k for k in self.children() if k.alive()]
+        if self.p.poll() is None:
+            self.send_signal(sig)  # the group: lighttpd and the responders it spawned
+            try:
+                self.p.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.monotonic() + max(grace, 10.0)
+        for k in kids:
+            try:
+                k.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        self.send_signal(signal.SIGKILL)
+        try:
+            self.p.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class LighttpdStack(Stack):
+    """The same service behind lighttpd: scripts/render-lighttpd.sh renders the config
+    (both service blocks, as shipped; this stack's service is the one its tests use), and
+    lighttpd's mod_fastcgi spawns the responders itself with the stack's configuration in
+    bin-environment. bin-path points at a small wrapper per service that records the
+    responder's pid and sends its stderr to <stack>/responder.stderr (the other service's
+    to <stack>/other-responder.stderr) before exec'ing the real binary; a `<service>.down`
+    file makes the wrapper refuse to start (lighttpd then answers with its own error)."""
+
+    web = "lighttpd"
+
+    def __init__(self, suite, name, env=None, upstream="mock", upstream_path="", service="claude"):
+        Stack.__init__(self, suite, name, env, upstream, upstream_path, service)
+        os.rmdir(self.nginx_dir)
+        self.nginx_dir = None
+        self.other = "codex" if service == "claude" else "claude"
+        self.web_dir = os.path.join(self.dir, "lighttpd")
+        self.wrap_dir = os.path.join(self.dir, "bin")
+        os.makedirs(self.wrap_dir)
+        self.other_stderr_path = os.path.join(self.dir, "other-responder.stderr")
+        self.nginx_err = os.path.join(self.web_dir, "logs", "error.log")
+        self.sock = os.path.join(self.web_dir, "run", "%s.sock-0" % service)
+        self.other_port = None
+        self._responders = {}
+
+    # -- files
+    def pid_file(self, service):
+        return os.path.join(self.dir, "%s.pid" % service)
+
+    def down_file(self, service):
+        return os.path.join(self.dir, "%s.down" % service)
+
+    def _write_wrappers(self):
+        import shlex
+        extra = "".join("export %s=%s\n" % (k, shlex.quote(os.environ[k]))
+                        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TMPDIR") if k in os.environ)
+        for svc in ("claude", "codex"):
+            err = self.stderr_path if svc == self.service else self.other_stderr_path
+            pid = self.pid_file(svc)
+            text = ("#!/bin/sh\n"
+                    "# written by tests/integration/harness.py: lighttpd spawns this (bin-path)\n"
+                    "if [ -e %(down)s ]; then echo 'harness: %(svc)s marked down' >&2; exit 1; fi\n"
+                    "echo $$ > %(pid)s.tmp && mv %(pid)s.tmp %(pid)s\n"
+                    "%(extra)s"
+                    "exec %(bin)s >>%(err)s 2>&1\n"
+                    % dict(down=shlex.quote(self.down_file(svc)), svc=svc, pid=shlex.quote(pid), extra=extra,
+                           bin=shlex.quote(str(service_bin(svc))), err=shlex.quote(err)))
+            path = os.path.join(self.wrap_dir, "ccproxy-" + svc)
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, 0o755)
+
+    def read_pid(self, service=None):
+        try:
+            with open(self.pid_file(service or self.service)) as f:
+                return int(f.read().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def current_responder(self, service=None):
+        """The responder lighttpd runs now for the service (re-read: lighttpd respawns)."""
+        svc = service or self.service
+        pid = self.read_pid(svc)
+        if pid is None:
+            return None
+        r = self._responders.get(svc)
+        if r is None or r.pid != pid:
+            r = SpawnedResponder("responder" if svc == self.service else "other-responder", pid, service_bin(svc))
+            self._responders[svc] = r
+        return r
+
+    @property
+    def responder(self):
+        """The responder spawned first, or at the last current_responder() call."""
+        r = self._responders.get(self.service)
+        return r if r is not None else self.current_responder()
+
+    @responder.setter
+    def responder(self, value):  # Stack.__init__ assigns None
+        pass
+
+    def spawned(self):
+        return [r for r in self._responders.values() if r is not None]
+
+    # -- life cycle
+    def start(self):
+        b = self.binary
+        if not os.access(b, os.X_OK):
+            raise HarnessError("responder binary %s not built (run make)" % b)
+        if not os.access(RENDER_LIGHTTPD, os.R_OK):
+            raise HarnessError("%s missing" % RENDER_LIGHTTPD)
+        if not shutil.which("lighttpd"):
+            raise HarnessError("lighttpd is not installed")
+        self._write_wrappers()
+        self._stderr = open(self.stderr_path, "ab")  # created now: the log tests read it
+        last = ""
+        for attempt in range(3):
+            self.port, self.other_port = free_port(), free_port()
+            if self.port == self.other_port:
+                continue
+            renv = minimal_env()
+            renv.update(self.env)
+            up, oup = self.service.upper(), self.other.upper()
+            renv.update({"%s_SERVICE_HOST" % up: "127.0.0.1", "%s_SERVICE_PORT" % up: str(self.port),
+                         "%s_SERVICE_HOST" % oup: "127.0.0.1", "%s_SERVICE_PORT" % oup: str(self.other_port)})
+            r = subprocess.run(["sh", str(RENDER_LIGHTTPD), self.web_dir, self.wrap_dir], env=renv,
+                               cwd=str(REPO), capture_output=True, timeout=30)
+            if r.returncode != 0:
+                raise HarnessError("render-lighttpd.sh failed (%d): %s" % (r.returncode, r.stderr.decode()[-800:]))
+            conf = os.path.join(self.web_dir, "lighttpd.conf")
+            self._check_rendered_env(os.path.join(self.web_dir, "ccproxy.conf"))
+            for svc in ("claude", "codex"):
+                if os.path.exists(self.pid_file(svc)):
+                    os.unlink(self.pid_file(svc))
+            self._responders = {}
+            self._nginx_out = open(os.path.join(self.dir, "lighttpd.stderr"), "ab")
+            self.nginx = LighttpdProc("lighttpd", ["lighttpd", "-D", "-f", conf], self.spawned,
+                                      cwd=self.web_dir, env=minimal_env(),
+                                      stdout=self._nginx_out, stderr=self._nginx_out)
+
+            def up():
+                return (self.read_pid(self.service) and self.read_pid(self.other)
+                        and can_connect(self.sock) and can_connect(("127.0.0.1", self.port)))
+            try:
+                wait_for(lambda: up() or not self.nginx.alive(), 20, what="lighttpd on port %d" % self.port)
+            except HarnessError as e:
+                last = str(e)
+            if self.nginx.alive() and up():
+                for svc in ("claude", "codex"):
+                    self.current_responder(svc)
+                return
+            self.nginx.stop()
+            self._nginx_out.close()
+            last = (last + " " + self.file_tail(self.nginx_err) + self.file_tail(
+                os.path.join(self.dir, "lighttpd.stderr")) + self.stderr_tail(600)).strip()
+        raise HarnessError("lighttpd did not start: %s" % last)
+
+    def _check_rendered_env(self, conf):
+        """Every variable of the stack's configuration reached this service's bin-environment."""
+        text = open(conf).read()
+        port_line = '$SERVER["socket"] == "127.0.0.1:%d"' % self.port
+        i = text.find(port_line)
+        if i < 0:
+            raise HarnessError("render-lighttpd.sh: no block for %s in %s" % (port_line, conf))
+        j = text.find('$SERVER["socket"]', i + 1)
+        block = text[i:j if j > 0 else len(text)]
+        for k, v in self.env.items():
+            esc = v.replace("\\", "\\\\").replace('"', '\\"')
+            if '"%s" => "%s"' % (k, esc) not in block:
+                raise HarnessError("render-lighttpd.sh did not put %s=%r into the %s responder's "
+                                   "bin-environment" % (k, v, self.service))
+
+    def kill_responder(self, stay_down=True):
+        """SIGKILL the service's responder. stay_down: its wrapper refuses the restart lighttpd
+        attempts, so the service stays down (as with nginx, where nothing restarts it)."""
+        if stay_down:
+            open(self.down_file(self.service), "w").close()
+        r = self.current_responder()
+        if r is not None:
+            r.stop(signal.SIGKILL, grace=5)
+
+    def revive(self):
+        """Let lighttpd restart the service's responder again (after kill_responder)."""
+        if os.path.exists(self.down_file(self.service)):
+            os.unlink(self.down_file(self.service))
+
+    def all_logs(self):
+        paths = [self.stderr_path, self.other_stderr_path, os.path.join(self.dir, "lighttpd.stderr")]
+        logs = os.path.join(self.web_dir, "logs")
+        if os.path.isdir(logs):
+            paths += [os.path.join(logs, f) for f in os.listdir(logs)]
+        return [(p, self.file_tail(p, 1 << 30)) for p in paths if os.path.isfile(p)]
+
+    def _dead(self):
+        out = []
+        if self.nginx is not None and not self.nginx.alive():
+            out.append("lighttpd (pid %d) is gone, exit status %s" % (self.nginx.pid, self.nginx.p.returncode))
+        r = self._responders.get(self.service)
+        if r is not None and not r.alive() and not (self.current_responder() and self.current_responder().alive()):
+            out.append("the %s responder (pid %d) is gone" % (self.service, r.pid))
+        return out
+
+    def stop(self):
+        if self.nginx is not None:
+            self.nginx.stop(signal.SIGTERM, grace=5)
+        for r in self.spawned():
+            if r.alive():
+                r.stop(signal.SIGKILL, grace=2)
+        for f in ("_stderr", "_nginx_out"):
+            if hasattr(self, f):
+                getattr(self, f).close()
+
+
 # --------------------------------------------------------------------------- CGI
 
 
@@ -792,12 +1093,40 @@ def run_cgi(env, method, path_info, headers=(), body=b"", query="", script=None,
 # --------------------------------------------------------------------------- suite
 
 
+class StackTable(dict):
+    """Suite.stacks: every started stack, keyed "<name>" (nginx) or "<name>@<web>". A plain
+    name looks up the stack of the suite's current web server; items()/values() are all."""
+
+    def __init__(self, suite):
+        dict.__init__(self)
+        self.suite = suite
+
+    def key(self, name, web=None):
+        if "@" in name:
+            return name
+        web = web or self.suite.web
+        return name if web == "nginx" else "%s@%s" % (name, web)
+
+    def __contains__(self, name):
+        return dict.__contains__(self, self.key(name))
+
+    def __getitem__(self, name):
+        return dict.__getitem__(self, self.key(name))
+
+    def __delitem__(self, name):
+        dict.__delitem__(self, self.key(name))
+
+    def get(self, name, default=None):
+        return dict.get(self, self.key(name), default)
+
+
 class Suite:
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="ccproxy-it-")
         os.chmod(self.tmp, 0o755)
         self._mock = None
-        self.stacks = {}
+        self.web = "nginx"  # the web server of the test running now (the runner sets it)
+        self.stacks = StackTable(self)
         self.failed = {}
         self.cgi_logs = []  # stderr texts of CGI runs, for the key-leak test
 
@@ -807,32 +1136,38 @@ class Suite:
             self._mock = Mock(self.tmp)
         return self._mock
 
-    def stack(self, name):
-        if name in self.failed:
-            raise HarnessError("stack %s failed to start: %s" % (name, self.failed[name]))
-        st = self.stacks.get(name)
+    def stack(self, name, web=None):
+        """The stack `name` (see STACKS) behind `web` (default: the current web server),
+        started on first use."""
+        key = self.stacks.key(name, web)
+        web = web or (key.split("@", 1)[1] if "@" in key else "nginx")
+        name = name.split("@", 1)[0]
+        if key in self.failed:
+            raise HarnessError("stack %s failed to start: %s" % (key, self.failed[key]))
+        st = dict.get(self.stacks, key)
         if st is None:
             spec = STACKS[name]
             service = spec.get("service", "claude")
-            st = Stack(self, name, env=spec.get("env"), upstream=spec.get("upstream", "mock"),
-                       upstream_path=spec.get("upstream_path", "/v1" if service == "codex" else ""),
-                       service=service)
-            self.stacks[name] = st
+            cls = LighttpdStack if web == "lighttpd" else Stack
+            st = cls(self, key, env=spec.get("env"), upstream=spec.get("upstream", "mock"),
+                     upstream_path=spec.get("upstream_path", "/v1" if service == "codex" else ""),
+                     service=service)
+            dict.__setitem__(self.stacks, key, st)
             try:
                 st.start()
             except Exception as e:
                 st.stop()
-                del self.stacks[name]
-                self.failed[name] = str(e)
+                dict.__delitem__(self.stacks, key)
+                self.failed[key] = str(e)
                 raise
         return st
 
-    def custom_stack(self, name, env=None, upstream="mock", upstream_path=None, service="claude"):
+    def custom_stack(self, name, env=None, upstream="mock", upstream_path=None, service="claude", web=None):
         """A one-off configuration (started now, stopped with the suite)."""
         if upstream_path is None:
             upstream_path = "/v1" if service == "codex" else ""
         STACKS[name] = dict(env=env or {}, upstream=upstream, upstream_path=upstream_path, service=service)
-        return self.stack(name)
+        return self.stack(name, web)
 
     def cgi(self, method, path_info, headers=(), body=b"", env=None, service="claude", **kw):
         if service == "codex":
