@@ -27,6 +27,9 @@ manifest() {
     for f in "$here"/conf/lighttpd/*; do
         [ -f "$f" ] && echo "$f share/ccproxy/examples/lighttpd/$(basename "$f") 644"
     done
+    for f in "$here"/conf/lighttpd/errors/*.html; do
+        echo "$f share/ccproxy/examples/lighttpd/errors/$(basename "$f") 644"
+    done
     echo "$here/conf/adapters.json share/ccproxy/adapters.json 644"
     for f in "$here"/conf/adapters.d/*.json; do
         echo "$f share/ccproxy/adapters.d/$(basename "$f") 644"
@@ -43,9 +46,12 @@ install)
     manifest | while read -r src dst m; do
         mkdir -p "$(dirname "$root/$dst")"
         case $dst in
-        # Paths inside man pages and units follow the prefix.
-        *.8|*.service|*.socket) sed "s|@PREFIX@|$prefix|g; s|/usr/local/bin/|$prefix/bin/|g" "$src" > "$root/$dst"
-                                chmod "$m" "$root/$dst" ;;
+        # Paths inside man pages, units and example configs follow the prefix.
+        *.8|*.service|*.socket|*.conf)
+            sed -e "s|@PREFIX@|$prefix|g" -e "s|/usr/local/bin/|$prefix/bin/|g" -e "s|@BIN_DIR@|$prefix/bin|g" \
+                -e "s|@ERRORS_DIR@|$prefix/share/ccproxy/examples/lighttpd/errors|g" -e "s|@RUN_DIR@|/run/ccproxy|g" \
+                "$src" > "$root/$dst"
+            chmod "$m" "$root/$dst" ;;
         *) install -m "$m" "$src" "$root/$dst" ;;
         esac
         echo "installed $root/$dst"
@@ -56,7 +62,8 @@ uninstall)
         [ -e "$root/$dst" ] && rm -f "$root/$dst" && echo "removed $root/$dst"
         true
     done
-    for d in share/ccproxy/examples/nginx share/ccproxy/examples/lighttpd share/ccproxy/examples/systemd \
+    for d in share/ccproxy/examples/nginx share/ccproxy/examples/lighttpd/errors share/ccproxy/examples/lighttpd \
+             share/ccproxy/examples/systemd \
              share/ccproxy/examples share/ccproxy/adapters.d share/ccproxy; do
         [ -d "$root/$d" ] && rmdir "$root/$d" 2>/dev/null || true
     done

@@ -137,6 +137,11 @@ class HarnessError(Exception):
     pass
 
 
+class Skip(Exception):
+    """Raised by a test that does not apply here (a tool is missing): the runner prints
+    SKIP with the reason and counts it neither passed nor failed."""
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -766,8 +771,21 @@ class SpawnedResponder:
                 cmd = f.read().split(b"\0")[0].decode("utf-8", "replace")
         except OSError:
             return False
+        if cmd != self.binary and cmd:  # a reused pid
+            return False
         state = stat[stat.rfind(b")") + 2:][:1]
-        return state not in (b"Z", b"X") and cmd == self.binary  # not a zombie, not a reused pid
+        if state not in (b"Z", b"X"):
+            return True
+        # a zombie leader whose other threads still exit still holds its files (the socket)
+        try:
+            for t in os.listdir("/proc/%d/task" % self.pid):
+                with open("/proc/%d/task/%s/stat" % (self.pid, t), "rb") as f:
+                    ts = f.read()
+                if ts[ts.rfind(b")") + 2:][:1] not in (b"Z", b"X"):
+                    return True
+        except OSError:
+            pass
+        return False
 
     def poll(self):
         return None if self.alive() else self.returncode
