@@ -207,6 +207,14 @@ typedef struct header_state {
     char *value;
 } header_state;
 
+static void *header_state_new(const char *name, const char *value)
+{
+    header_state *s = ccp_xcalloc(1, sizeof *s);
+    s->name = ccp_xstrdup(name);
+    s->value = ccp_xstrdup(value);
+    return s;
+}
+
 static void *set_header_load(json_object *params, const ccp_step_env *env, ccp_buf *err)
 {
     (void)env;
@@ -219,10 +227,7 @@ static void *set_header_load(json_object *params, const ccp_step_env *env, ccp_b
         ccp_buf_printf(err, "header \"%s\" is not a valid header name/value", name);
         return NULL;
     }
-    header_state *s = ccp_xcalloc(1, sizeof *s);
-    s->name = ccp_xstrdup(name);
-    s->value = ccp_xstrdup(value);
-    return s;
+    return header_state_new(name, value);
 }
 
 static int set_header_apply(const void *state, ccp_transform *t, ccp_buf *err)
@@ -259,10 +264,7 @@ static void *merge_beta_load(json_object *params, const ccp_step_env *env, ccp_b
         ccp_buf_printf(err, "values must be a non-empty comma-separated list for header \"%s\"", name);
         return NULL;
     }
-    header_state *s = ccp_xcalloc(1, sizeof *s);
-    s->name = ccp_xstrdup(name);
-    s->value = ccp_xstrdup(values);
-    return s;
+    return header_state_new(name, values);
 }
 
 static int merge_beta_apply(const void *state, ccp_transform *t, ccp_buf *err)
