@@ -38,7 +38,7 @@ all: deps-quiet $(PROGRAMS)
 
 # ---- dependencies -----------------------------------------------------------
 DEB_PACKAGES := pkg-config libfcgi-dev libcurl4-openssl-dev libjson-c-dev libssl-dev libcmocka-dev \
-                nginx-light lighttpd spawn-fcgi curl python3
+                nginx-light lighttpd spawn-fcgi curl openssl python3
 deps:
 	@scripts/deps.sh $(DEB_PACKAGES)
 deps-quiet:
