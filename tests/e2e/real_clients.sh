@@ -71,6 +71,34 @@ check "@anthropic-ai/sdk stream and non-stream" test $? -eq 0
     node openai_sdk_client.cjs > "$WORK/osdk.out" 2>&1)
 check "openai sdk responses stream and non-stream" test $? -eq 0
 
+# ---- the CherryStudio pipelines, driven by the official SDKs ----------------
+# A non-stream Responses call from a CherryStudio user-agent is forced to
+# stream upstream and answered as one Response; a Messages call gets the
+# Claude Code system prompt and a session.
+cat > "$WORK/cherry.cjs" <<'JS'
+const OpenAI = require('openai');
+const Anthropic = require('@anthropic-ai/sdk');
+(async () => {
+  const oa = new OpenAI({ apiKey: 'sk-e2e-cherry', baseURL: process.env.CODEX_URL + '/v1',
+                          defaultHeaders: { 'user-agent': 'CherryStudio/1.5.0' } });
+  const r = await oa.responses.create({ model: 'gpt-5-codex', input: 'say ok' });
+  if (!r || r.object !== 'response' || r.status !== 'completed') throw new Error('bad response ' + JSON.stringify(r));
+  const an = new Anthropic({ apiKey: 'sk-ant-e2e-cherry', baseURL: process.env.CLAUDE_URL,
+                             defaultHeaders: { 'user-agent': 'CherryStudio/1.5.0' } });
+  const m = await an.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 16, system: 'Be brief.',
+                                       messages: [{ role: 'user', content: 'say ok' }] });
+  if (!m || m.type !== 'message') throw new Error('bad message ' + JSON.stringify(m));
+  console.log('ok');
+})().catch(e => { console.error(e); process.exit(1); });
+JS
+(cd "$WORK" && NODE_PATH=$CLIENTS/node_modules CODEX_URL=http://127.0.0.1:$CX CLAUDE_URL=http://127.0.0.1:$CL \
+    timeout 60 node cherry.cjs > "$WORK/cherry.out" 2>&1)
+check "cherry_studio pipelines answer the SDKs (codex aggregated, claude transformed)" test $? -eq 0
+check "cherry_studio adapters were chosen" bash -c "grep -q '\"adapter\":\"cherry_studio\".*\"status\":200' '$WORK/codex.log' &&
+    grep -q '\"adapter\":\"cherry_studio\".*\"status\":200' '$WORK/claude.log'"
+check "the transformed Claude request reached the upstream with the Claude Code prompt and a session" \
+    grep -q "You are Claude Code, Anthropic's official CLI for Claude.*user_[0-9a-f]\{64\}_account__session_" "$WORK/upstream.jsonl"
+
 # ---- Codex CLI (custom provider, wire_api = responses) ---------------------
 CH=$WORK/codexhome
 mkdir -p "$CH/home" "$WORK/codexwork"
