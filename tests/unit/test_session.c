@@ -332,23 +332,6 @@ static const session_case session_cases[] = {
      "", NULL, "x-session: {UUID}", NULL},
 };
 
-static void headers_from(ccp_headers *h, const char *text)
-{
-    memset(h, 0, sizeof *h);
-    while (text && *text) {
-        const char *nl = strchr(text, '\n');
-        size_t len = nl ? (size_t)(nl - text) : strlen(text);
-        const char *colon = memchr(text, ':', len);
-        assert_non_null(colon);
-        char name[128], value[512];
-        snprintf(name, sizeof name, "%.*s", (int)(colon - text), text);
-        const char *v = colon + 1;
-        while (*v == ' ') v++;
-        snprintf(value, sizeof value, "%.*s", (int)(text + len - v), v);
-        ccp_headers_add(h, name, value);
-        text = nl ? nl + 1 : text + len;
-    }
-}
 
 static void headers_text(const ccp_headers *h, ccp_buf *out)
 {
@@ -367,7 +350,7 @@ static int run_session_case(const session_case *c, const ccp_config *cfg, const 
     }
     json_object *body = c->body ? json_tokener_parse(c->body) : NULL;
     ccp_headers h;
-    headers_from(&h, c->headers);
+    unit_headers_from(&h, c->headers);
     ccp_transform t = {.cfg = cfg, .client_key = key, .body = body, .upstream_headers = &h};
     ccp_session_ids before, after;
     ccp_session_derive(key, cfg->session_secret, "claude-session", H12, time(NULL), &before);

@@ -548,23 +548,6 @@ static void headers_text(const ccp_headers *h, ccp_buf *out)
 }
 
 /* Builds headers from "name: value\n..." text. */
-static void headers_from(ccp_headers *h, const char *text)
-{
-    memset(h, 0, sizeof *h);
-    while (text && *text) {
-        const char *nl = strchr(text, '\n');
-        size_t len = nl ? (size_t)(nl - text) : strlen(text);
-        const char *colon = memchr(text, ':', len);
-        assert_non_null(colon);
-        char name[128], value[512];
-        snprintf(name, sizeof name, "%.*s", (int)(colon - text), text);
-        const char *v = colon + 1;
-        while (*v == ' ') v++;
-        snprintf(value, sizeof value, "%.*s", (int)(text + len - v), v);
-        ccp_headers_add(h, name, value);
-        text = nl ? nl + 1 : text + len;
-    }
-}
 
 typedef enum { OP_SET_SPELLED, OP_MERGE_LIST, OP_STEP } header_op;
 
@@ -638,7 +621,7 @@ static void test_header_table(void **state)
     for (size_t i = 0; i < UNIT_COUNT(header_cases); i++) {
         const header_case *c = &header_cases[i];
         ccp_headers h;
-        headers_from(&h, c->before);
+        unit_headers_from(&h, c->before);
         ccp_buf err = {0};
         switch (c->op) {
         case OP_SET_SPELLED:
@@ -687,7 +670,7 @@ static void test_merge_list_keeps_values_of_every_header(void **state)
 {
     (void)state;
     ccp_headers h;
-    headers_from(&h, "anthropic-beta: a\nx: 1\nanthropic-beta: b");
+    unit_headers_from(&h, "anthropic-beta: a\nx: 1\nanthropic-beta: b");
     ccp_headers_merge_list(&h, "anthropic-beta", "c");
     ccp_buf all = {0};
     for (size_t i = 0; i < h.count; i++)

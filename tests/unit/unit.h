@@ -199,4 +199,23 @@ static inline void unit_env_clear(void)
     for (size_t i = 0; i < UNIT_COUNT(vars); i++) unsetenv(vars[i]);
 }
 
+/* Builds a header list from "name: value" lines. */
+static inline void unit_headers_from(ccp_headers *h, const char *text)
+{
+    memset(h, 0, sizeof *h);
+    while (text && *text) {
+        const char *nl = strchr(text, '\n');
+        size_t len = nl ? (size_t)(nl - text) : strlen(text);
+        const char *colon = memchr(text, ':', len);
+        assert_non_null(colon);
+        char name[128], value[512];
+        snprintf(name, sizeof name, "%.*s", (int)(colon - text), text);
+        const char *v = colon + 1;
+        while (*v == ' ') v++;
+        snprintf(value, sizeof value, "%.*s", (int)(text + len - v), v);
+        ccp_headers_add(h, name, value);
+        text = nl ? nl + 1 : text + len;
+    }
+}
+
 #endif
