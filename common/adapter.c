@@ -135,11 +135,7 @@ static bool contains_nocase(const char *hay, const char *needle)
 /* Header names compare with '-' and '_' alike: CGI folds them. */
 static const char *find_header(const ccp_request *req, const char *name)
 {
-    char folded[128];
-    size_t n = strlen(name);
-    if (n >= sizeof folded) return NULL;
-    for (size_t i = 0; i <= n; i++) folded[i] = name[i] == '_' ? '-' : name[i];
-    return ccp_request_header(req, folded);
+    return ccp_headers_get_folded(&req->headers, name);
 }
 
 static bool rule_holds(const rule *r, const ccp_request *req, json_object *body)

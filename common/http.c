@@ -12,54 +12,143 @@
 
 /* ---- header lists ------------------------------------------------------ */
 
-void ccp_headers_add(ccp_headers *h, const char *name, const char *value)
+void ccp_headers_add_n(ccp_headers *h, const char *name, size_t name_len, const char *value, size_t value_len)
 {
     h->items = ccp_xrealloc(h->items, (h->count + 1) * sizeof *h->items);
-    h->items[h->count].name = ccp_xstrdup(name);
-    h->items[h->count].value = ccp_xstrdup(value);
+    h->items[h->count].name = ccp_xstrndup(name, name_len);
+    h->items[h->count].value = ccp_xstrndup(value, value_len);
     h->count++;
+}
+
+void ccp_headers_add(ccp_headers *h, const char *name, const char *value)
+{
+    ccp_headers_add_n(h, name, strlen(name), value, strlen(value));
+}
+
+/* Names compare case-insensitively; folded also takes '-' and '_' as one
+ * (CGI folds both into the same variable, HTTP_SESSION_ID). */
+static bool name_eq(const char *a, const char *b, bool folded)
+{
+    for (; *a && *b; a++, b++) {
+        char x = (char)tolower((unsigned char)*a), y = (char)tolower((unsigned char)*b);
+        if (folded && x == '_') x = '-';
+        if (folded && y == '_') y = '-';
+        if (x != y) return false;
+    }
+    return *a == *b;
+}
+
+static void drop_item(ccp_header *item)
+{
+    free(item->name);
+    free(item->value);
 }
 
 void ccp_headers_remove(ccp_headers *h, const char *name)
 {
     size_t j = 0;
     for (size_t i = 0; i < h->count; i++) {
-        if (strcasecmp(h->items[i].name, name) == 0) {
-            free(h->items[i].name);
-            free(h->items[i].value);
-        } else {
-            h->items[j++] = h->items[i];
-        }
+        if (name_eq(h->items[i].name, name, false)) drop_item(&h->items[i]);
+        else h->items[j++] = h->items[i];
+    }
+    h->count = j;
+}
+
+/* One value for name: the first header of that name keeps its position
+ * (header order is part of a client's look, and some upstreams check it),
+ * takes the value (and with respell the given spelling); later twins go. */
+static void replace(ccp_headers *h, const char *name, const char *value, bool folded, bool respell)
+{
+    size_t at = 0;
+    while (at < h->count && !name_eq(h->items[at].name, name, folded)) at++;
+    if (at == h->count) {
+        ccp_headers_add(h, name, value);
+        return;
+    }
+    char *v = ccp_xstrdup(value); /* value may point into an item about to go */
+    if (respell) {
+        free(h->items[at].name);
+        h->items[at].name = ccp_xstrdup(name);
+    }
+    free(h->items[at].value);
+    h->items[at].value = v;
+    size_t j = at + 1;
+    for (size_t i = at + 1; i < h->count; i++) {
+        if (name_eq(h->items[i].name, name, folded)) drop_item(&h->items[i]);
+        else h->items[j++] = h->items[i];
     }
     h->count = j;
 }
 
 void ccp_headers_set(ccp_headers *h, const char *name, const char *value)
 {
-    for (size_t i = 0; i < h->count; i++) {
-        if (strcasecmp(h->items[i].name, name) == 0) {
-            /* Keep the first one's position: header order is part of a
-             * client's fingerprint, and some upstreams look at it. */
-            free(h->items[i].value);
-            h->items[i].value = ccp_xstrdup(value);
-            for (size_t k = h->count; k-- > i + 1;)
-                if (strcasecmp(h->items[k].name, name) == 0) {
-                    free(h->items[k].name);
-                    free(h->items[k].value);
-                    memmove(&h->items[k], &h->items[k + 1], (h->count - k - 1) * sizeof *h->items);
-                    h->count--;
-                }
-            return;
-        }
-    }
-    ccp_headers_add(h, name, value);
+    replace(h, name, value, false, false);
+}
+
+void ccp_headers_set_spelled(ccp_headers *h, const char *name, const char *value)
+{
+    replace(h, name, value, true, true);
 }
 
 const char *ccp_headers_get(const ccp_headers *h, const char *name)
 {
     for (size_t i = 0; i < h->count; i++)
-        if (strcasecmp(h->items[i].name, name) == 0) return h->items[i].value;
+        if (name_eq(h->items[i].name, name, false)) return h->items[i].value;
     return NULL;
+}
+
+const char *ccp_headers_get_folded(const ccp_headers *h, const char *name)
+{
+    for (size_t i = 0; i < h->count; i++)
+        if (name_eq(h->items[i].name, name, true)) return h->items[i].value;
+    return NULL;
+}
+
+/* Steps through a comma-separated list: the next item without surrounding
+ * spaces, or false at the end. */
+static bool list_next(const char **p, const char **item, size_t *len)
+{
+    const char *s = *p;
+    while (*s == ' ' || *s == ',') s++;
+    if (!*s) return false;
+    const char *e = s;
+    while (*e && *e != ',') e++;
+    const char *t = e;
+    while (t > s && t[-1] == ' ') t--;
+    *item = s;
+    *len = (size_t)(t - s);
+    *p = e;
+    return true;
+}
+
+static bool list_has(const char *list, const char *v, size_t n)
+{
+    const char *item;
+    size_t len;
+    while (list_next(&list, &item, &len))
+        if (len == n && strncmp(item, v, n) == 0) return true;
+    return false;
+}
+
+void ccp_headers_merge_list(ccp_headers *h, const char *name, const char *values)
+{
+    /* A list header sent twice is one list (RFC 9110 5.3): keep every value. */
+    ccp_buf merged = {0};
+    for (size_t i = 0; i < h->count; i++)
+        if (name_eq(h->items[i].name, name, true) && *h->items[i].value) {
+            if (merged.len) ccp_buf_append_char(&merged, ',');
+            ccp_buf_append_str(&merged, h->items[i].value);
+        }
+    const char *item;
+    size_t len;
+    while (list_next(&values, &item, &len))
+        if (!list_has(ccp_buf_cstr(&merged), item, len)) {
+            if (merged.len) ccp_buf_append_char(&merged, ',');
+            ccp_buf_append(&merged, item, len);
+        }
+    /* The client's spelling of the name stays when it sent one. */
+    if (merged.len) replace(h, name, merged.data, true, false);
+    ccp_buf_free(&merged);
 }
 
 void ccp_headers_free(ccp_headers *h)

@@ -28,10 +28,20 @@ typedef struct ccp_headers {
 } ccp_headers;
 
 void ccp_headers_add(ccp_headers *h, const char *name, const char *value);
-/* Replaces every header of that name (case-insensitive) with one value. */
+void ccp_headers_add_n(ccp_headers *h, const char *name, size_t name_len, const char *value, size_t value_len);
+/* Replaces every header of that name (case-insensitive) with one value, at
+ * the first one's position and in its spelling. */
 void ccp_headers_set(ccp_headers *h, const char *name, const char *value);
+/* The same, with names equal up to case and '-'/'_' (CGI folds both into
+ * one name), written in the spelling given. */
+void ccp_headers_set_spelled(ccp_headers *h, const char *name, const char *value);
+/* Adds comma-separated values to a list header, keeping what is there (from
+ * every header of that name) and never duplicating a value. */
+void ccp_headers_merge_list(ccp_headers *h, const char *name, const char *values);
 void ccp_headers_remove(ccp_headers *h, const char *name);
 const char *ccp_headers_get(const ccp_headers *h, const char *name);
+/* Lookup with '-' and '_' alike. */
+const char *ccp_headers_get_folded(const ccp_headers *h, const char *name);
 void ccp_headers_free(ccp_headers *h);
 
 /* The transport of one request. read returns bytes read, 0 at end, -1 on

@@ -42,13 +42,6 @@ bool ccp_param_string(json_object *params, const char *key, bool required, const
 bool ccp_param_bool(json_object *params, const char *key, bool def, bool *out, ccp_buf *err);
 bool ccp_param_int(json_object *params, const char *key, long def, long min, long max, long *out, ccp_buf *err);
 
-/* Sets a header in the spelling given, replacing any header whose name is
- * the same up to case and '-'/'_' (CGI folds both into one name). */
-void ccp_headers_set_spelled(ccp_headers *h, const char *name, const char *value);
-/* Adds comma-separated values to a list header, keeping what is there and
- * never duplicating a value. */
-void ccp_headers_merge_list(ccp_headers *h, const char *name, const char *values);
-
 /* Step tables of each family (steps_claude.c, steps_codex.c). */
 extern const ccp_step_type *const ccp_steps_common[];
 extern const ccp_step_type *const ccp_steps_claude[];

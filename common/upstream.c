@@ -130,15 +130,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
     }
     const char *colon = memchr(p, ':', end);
     if (!colon) return len;
-    char *name = ccp_xstrndup(p, (size_t)(colon - p));
     const char *v = colon + 1;
     while (v < p + end && (*v == ' ' || *v == '\t')) v++;
-    char *value = ccp_xstrndup(v, (size_t)(p + end - v));
-    for (char *c = name; *c; c++)
+    ccp_headers_add_n(&t->headers, p, (size_t)(colon - p), v, (size_t)(p + end - v));
+    for (char *c = t->headers.items[t->headers.count - 1].name; *c; c++)
         if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
-    ccp_headers_add(&t->headers, name, value);
-    free(name);
-    free(value);
     return len;
 }
 
