@@ -511,13 +511,6 @@ const ccp_adapter *ccp_adapters_select(const ccp_adapters *a, const ccp_request 
     return a->fallback;
 }
 
-static void json_str(ccp_buf *out, const char *s)
-{
-    ccp_buf_append_char(out, '"');
-    ccp_buf_append_json_escaped(out, s, strlen(s));
-    ccp_buf_append_char(out, '"');
-}
-
 void ccp_adapters_describe(const ccp_adapters *a, ccp_buf *out)
 {
     ccp_buf_append_str(out, "{\"adapters\":[");
@@ -525,13 +518,13 @@ void ccp_adapters_describe(const ccp_adapters *a, ccp_buf *out)
         const ccp_adapter *ad = &a->items[i];
         if (i) ccp_buf_append_char(out, ',');
         ccp_buf_append_str(out, "{\"name\":");
-        json_str(out, ad->name);
+        ccp_buf_append_json_string(out, ad->name);
         ccp_buf_append_str(out, ",\"version\":");
-        json_str(out, ad->version);
+        ccp_buf_append_json_string(out, ad->version);
         ccp_buf_printf(out, ",\"priority\":%d,\"description\":", ad->priority);
-        json_str(out, ad->description);
+        ccp_buf_append_json_string(out, ad->description);
         ccp_buf_append_str(out, ",\"selected_by\":");
-        json_str(out, ad == a->fallback ? "fallback when no other adapter matches, or x-client-type"
+        ccp_buf_append_json_string(out, ad == a->fallback ? "fallback when no other adapter matches, or x-client-type"
                       : ad->has_rules  ? "match rules, or x-client-type"
                                        : "x-client-type only");
         ccp_buf_printf(out, ",\"match\":%s,\"steps\":%s}", ad->match_json ? ad->match_json : "null",

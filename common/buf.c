@@ -120,6 +120,17 @@ void ccp_buf_append_json_escaped(ccp_buf *b, const char *s, size_t n)
     }
 }
 
+void ccp_buf_append_json_string(ccp_buf *b, const char *s)
+{
+    if (!s) {
+        ccp_buf_append_str(b, "null");
+        return;
+    }
+    ccp_buf_append_char(b, '"');
+    ccp_buf_append_json_escaped(b, s, strlen(s));
+    ccp_buf_append_char(b, '"');
+}
+
 void ccp_buf_reset(ccp_buf *b)
 {
     b->len = 0;

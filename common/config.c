@@ -419,13 +419,7 @@ void ccp_config_free(ccp_config *cfg)
 static void kv_str(ccp_buf *out, const char *k, const char *v)
 {
     ccp_buf_printf(out, ",\"%s\":", k);
-    if (!v) {
-        ccp_buf_append_str(out, "null");
-        return;
-    }
-    ccp_buf_append_char(out, '"');
-    ccp_buf_append_json_escaped(out, v, strlen(v));
-    ccp_buf_append_char(out, '"');
+    ccp_buf_append_json_string(out, v);
 }
 
 void ccp_config_describe(const ccp_config *cfg, const ccp_config_names *names, ccp_buf *out)

@@ -15,21 +15,14 @@ int ccp_error_status(ccp_error_kind kind)
     return kind < CCP_E_COUNT ? status_of[kind] : 500;
 }
 
-void ccp_json_string(ccp_buf *out, const char *s)
-{
-    ccp_buf_append_char(out, '"');
-    ccp_buf_append_json_escaped(out, s, strlen(s));
-    ccp_buf_append_char(out, '"');
-}
-
 /* ---- Anthropic --------------------------------------------------------- */
 
 static void anthropic_error_body(const ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message)
 {
     ccp_buf_append_str(out, "{\"type\":\"error\",\"error\":{\"type\":");
-    ccp_json_string(out, d->errors[kind].type);
+    ccp_buf_append_json_string(out, d->errors[kind].type);
     ccp_buf_append_str(out, ",\"message\":");
-    ccp_json_string(out, message);
+    ccp_buf_append_json_string(out, message);
     ccp_buf_append_str(out, "}}");
 }
 
@@ -83,7 +76,6 @@ const ccp_dialect ccp_dialect_anthropic = {
             [CCP_E_UNAVAILABLE] = {"overloaded_error", NULL},
             [CCP_E_TIMEOUT] = {"api_error", NULL},
         },
-    .stream_error_kind = CCP_E_UPSTREAM,
     .default_request_headers = anthropic_defaults,
     .pass_headers = anthropic_pass,
     .pass_header_prefixes = anthropic_pass_prefixes,

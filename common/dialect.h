@@ -69,8 +69,6 @@ typedef struct ccp_dialect {
     const char *example_model; /* named in "model required" messages */
     ccp_config_names config_names;
     ccp_error_names errors[CCP_E_COUNT];
-    /* The upstream error type used in mid-stream failures. */
-    ccp_error_kind stream_error_kind;
     /* Headers that never come from the client key logic but are defaulted
      * when absent, e.g. anthropic-version. NULL-terminated name/value pairs. */
     const char *const *default_request_headers;
@@ -111,7 +109,6 @@ void ccp_dialect_auth_header(const ccp_dialect *d, ccp_auth_style style, ccp_key
 bool ccp_dialect_passes_header(const ccp_dialect *d, const char *name);
 
 /* Shared by the dialect tables. */
-void ccp_json_string(ccp_buf *out, const char *s);
 void ccp_url_join(ccp_buf *out, const char *base, const char *path, const char *query);
 /* The status an upstream error code deserves when it reaches a client
  * that did not ask for a stream. */

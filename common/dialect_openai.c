@@ -12,12 +12,11 @@
 static void error_object(const ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message)
 {
     ccp_buf_append_str(out, "{\"message\":");
-    ccp_json_string(out, message);
+    ccp_buf_append_json_string(out, message);
     ccp_buf_append_str(out, ",\"type\":");
-    ccp_json_string(out, d->errors[kind].type);
+    ccp_buf_append_json_string(out, d->errors[kind].type);
     ccp_buf_append_str(out, ",\"param\":null,\"code\":");
-    if (d->errors[kind].code) ccp_json_string(out, d->errors[kind].code);
-    else ccp_buf_append_str(out, "null");
+    ccp_buf_append_json_string(out, d->errors[kind].code);
     ccp_buf_append_char(out, '}');
 }
 
@@ -37,15 +36,14 @@ static void failed_event(ccp_buf *out, const ccp_stream_state *st, const char *c
     ccp_buf_printf(out, "event: response.failed\ndata: {\"type\":\"response.failed\",\"sequence_number\":%lld,"
                         "\"response\":{\"id\":",
                    seq);
-    ccp_json_string(out, id);
+    ccp_buf_append_json_string(out, id);
     ccp_buf_printf(out, ",\"object\":\"response\",\"created_at\":%lld,\"status\":\"failed\",\"error\":{\"code\":",
                    (long long)time(NULL));
-    ccp_json_string(out, code);
+    ccp_buf_append_json_string(out, code);
     ccp_buf_append_str(out, ",\"message\":");
-    ccp_json_string(out, message);
+    ccp_buf_append_json_string(out, message);
     ccp_buf_append_str(out, "},\"incomplete_details\":null,\"model\":");
-    if (st && st->model[0]) ccp_json_string(out, st->model);
-    else ccp_buf_append_str(out, "null");
+    ccp_buf_append_json_string(out, st && st->model[0] ? st->model : NULL);
     ccp_buf_append_str(out, ",\"output\":[]}}\n\n");
 }
 
@@ -133,11 +131,11 @@ static void aggregate_error(ccp_aggregate *agg, const char *code, const char *me
 {
     ccp_buf_reset(&agg->error_body);
     ccp_buf_append_str(&agg->error_body, "{\"error\":{\"message\":");
-    ccp_json_string(&agg->error_body, message);
+    ccp_buf_append_json_string(&agg->error_body, message);
     ccp_buf_append_str(&agg->error_body, ",\"type\":");
-    ccp_json_string(&agg->error_body, ccp_status_for_error_code(code) >= 500 ? "server_error" : "invalid_request_error");
+    ccp_buf_append_json_string(&agg->error_body, ccp_status_for_error_code(code) >= 500 ? "server_error" : "invalid_request_error");
     ccp_buf_append_str(&agg->error_body, ",\"param\":null,\"code\":");
-    ccp_json_string(&agg->error_body, code);
+    ccp_buf_append_json_string(&agg->error_body, code);
     ccp_buf_append_str(&agg->error_body, "}}");
     agg->status = ccp_status_for_error_code(code);
     agg->done = true;
@@ -205,7 +203,6 @@ const ccp_dialect ccp_dialect_openai = {
             [CCP_E_UNAVAILABLE] = {"server_error", "overloaded"},
             [CCP_E_TIMEOUT] = {"server_error", "upstream_timeout"},
         },
-    .stream_error_kind = CCP_E_UPSTREAM,
     .default_request_headers = NULL,
     .pass_headers = openai_pass,
     .pass_header_prefixes = openai_pass_prefixes,

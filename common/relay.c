@@ -114,8 +114,7 @@ static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, con
         /* Whatever half event was held back is dropped: the client gets
          * whole events, then the error, then the end. */
         ccp_sse_framer_free(&x->framer);
-        x->d->stream_error_event(x->d, &out, kind == CCP_E_TIMEOUT ? kind : x->d->stream_error_kind, msg,
-                                 &x->stream_state);
+        x->d->stream_error_event(x->d, &out, kind, msg, &x->stream_state);
         ccp_response_write(&x->res, out.data, out.len);
     }
     ccp_buf_free(&out);
@@ -384,12 +383,7 @@ static bool on_client_gone(void *ctx)
 /* The forced stream has ended: the client gets the one JSON body it asked for. */
 static void answer_aggregate(exchange *x)
 {
-    /* A well-formed stream ends at a boundary; a tail is the last event
-     * without its blank line, still worth reading. */
-    if (ccp_sse_framer_pending(&x->framer)) {
-        ccp_buf_append_str(&x->framer.tail, "\n\n");
-        ccp_sse_framer_finish(&x->framer, emit_to_aggregate, x);
-    }
+    ccp_sse_framer_finish_event(&x->framer, emit_to_aggregate, x);
     if (x->agg.done && x->agg.result) {
         size_t n;
         const char *body = json_object_to_json_string_length(
@@ -519,7 +513,7 @@ static void relay(exchange *x, ccp_upstream *up)
         fail(x, CCP_E_TIMEOUT, NULL, "%s", err.data);
         break;
     case CCP_UP_BROKEN:
-        fail(x, x->d->stream_error_kind, NULL, "%s", err.data);
+        fail(x, CCP_E_UPSTREAM, NULL, "%s", err.data);
         break;
     }
 done:

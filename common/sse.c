@@ -45,6 +45,12 @@ int ccp_sse_framer_finish(ccp_sse_framer *f, ccp_sse_emit_fn emit, void *ctx)
     return rc;
 }
 
+int ccp_sse_framer_finish_event(ccp_sse_framer *f, ccp_sse_emit_fn emit, void *ctx)
+{
+    if (f->tail.len) ccp_buf_append_str(&f->tail, "\n\n");
+    return ccp_sse_framer_finish(f, emit, ctx);
+}
+
 size_t ccp_sse_framer_pending(const ccp_sse_framer *f)
 {
     return f->tail.len;

@@ -27,6 +27,10 @@ typedef struct ccp_sse_framer {
 int ccp_sse_framer_feed(ccp_sse_framer *f, const char *p, size_t n, ccp_sse_emit_fn emit, void *ctx);
 /* At a clean end of stream: emits the tail as it is. */
 int ccp_sse_framer_finish(ccp_sse_framer *f, ccp_sse_emit_fn emit, void *ctx);
+/* At a clean end of stream, for a reader of events rather than bytes: a
+ * tail is the last event without its blank line; it is completed and
+ * emitted as an event. */
+int ccp_sse_framer_finish_event(ccp_sse_framer *f, ccp_sse_emit_fn emit, void *ctx);
 /* Bytes held back (an incomplete event). */
 size_t ccp_sse_framer_pending(const ccp_sse_framer *f);
 void ccp_sse_framer_free(ccp_sse_framer *f);

@@ -166,7 +166,7 @@ static void test_stream_error_event_exact_bytes(void **state)
     ccp_stream_state st;
     memset(&st, 0, sizeof st);
     st.last_seq = -1;
-    D->stream_error_event(D, &out, D->stream_error_kind, tricky, &st);
+    D->stream_error_event(D, &out, CCP_E_UPSTREAM, tricky, &st);
     ccp_buf want = {0};
     ccp_buf_printf(&want,
                    "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"%s\"}}\n\n",
