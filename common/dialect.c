@@ -6,7 +6,7 @@
 static const int status_of[CCP_E_COUNT] = {
     [CCP_E_INVALID_REQUEST] = 400, [CCP_E_AUTH] = 401,     [CCP_E_PERMISSION] = 403,
     [CCP_E_NOT_FOUND] = 404,       [CCP_E_METHOD] = 405,   [CCP_E_TOO_LARGE] = 413,
-    [CCP_E_INTERNAL] = 500,        [CCP_E_UPSTREAM] = 502, [CCP_E_UNAVAILABLE] = 503,
+    [CCP_E_UPGRADE] = 426,         [CCP_E_INTERNAL] = 500,        [CCP_E_UPSTREAM] = 502, [CCP_E_UNAVAILABLE] = 503,
     [CCP_E_TIMEOUT] = 504,
 };
 
@@ -71,6 +71,7 @@ const ccp_dialect ccp_dialect_anthropic = {
             [CCP_E_NOT_FOUND] = {"not_found_error", NULL},
             [CCP_E_METHOD] = {"invalid_request_error", NULL},
             [CCP_E_TOO_LARGE] = {"request_too_large", NULL},
+            [CCP_E_UPGRADE] = {"invalid_request_error", NULL},
             [CCP_E_INTERNAL] = {"api_error", NULL},
             [CCP_E_UPSTREAM] = {"api_error", NULL},
             [CCP_E_UNAVAILABLE] = {"overloaded_error", NULL},
@@ -81,6 +82,11 @@ const ccp_dialect ccp_dialect_anthropic = {
     .pass_header_prefixes = anthropic_pass_prefixes,
     .native_auth_style = CCP_AUTH_X_API_KEY,
     .accepts_x_api_key = true,
+    /* No Anthropic client opens a WebSocket today; one that tries learns the
+     * transport in one round trip instead of a 405 that says "use POST". */
+    .websocket_refusal = "WebSocket upgrade refused: this service speaks the Messages API over HTTPS streaming "
+                         "(server-sent events), not WebSockets; send POST /v1/messages, with \"stream\": true "
+                         "to stream",
     .error_body = anthropic_error_body,
     .stream_error_event = anthropic_stream_error,
     .upstream_url = ccp_url_join,

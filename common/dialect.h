@@ -21,6 +21,7 @@ typedef enum {
     CCP_E_NOT_FOUND,       /* 404 */
     CCP_E_METHOD,          /* 405 */
     CCP_E_TOO_LARGE,       /* 413 */
+    CCP_E_UPGRADE,         /* 426: a WebSocket handshake on an API path */
     CCP_E_INTERNAL,        /* 500 */
     CCP_E_UPSTREAM,        /* 502 */
     CCP_E_UNAVAILABLE,     /* 503 */
@@ -78,6 +79,10 @@ typedef struct ccp_dialect {
     /* Style a key goes upstream in when it came bare or from the server. */
     ccp_auth_style native_auth_style;
     bool accepts_x_api_key;
+    /* The message of the 426 a WebSocket handshake on a relay path gets
+     * (ccp_request_is_websocket): this API is HTTP with SSE streams here.
+     * NULL: the route table answers such a request like any other. */
+    const char *websocket_refusal;
 
     void (*error_body)(const struct ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message);
     /* The SSE event that ends a stream that failed after it started. */

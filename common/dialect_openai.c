@@ -198,6 +198,7 @@ const ccp_dialect ccp_dialect_openai = {
             [CCP_E_NOT_FOUND] = {"invalid_request_error", "not_found"},
             [CCP_E_METHOD] = {"invalid_request_error", "method_not_allowed"},
             [CCP_E_TOO_LARGE] = {"invalid_request_error", "request_too_large"},
+            [CCP_E_UPGRADE] = {"invalid_request_error", "websocket_not_supported"},
             [CCP_E_INTERNAL] = {"server_error", NULL},
             [CCP_E_UPSTREAM] = {"server_error", "upstream_unreachable"},
             [CCP_E_UNAVAILABLE] = {"server_error", "overloaded"},
@@ -208,6 +209,12 @@ const ccp_dialect ccp_dialect_openai = {
     .pass_header_prefixes = openai_pass_prefixes,
     .native_auth_style = CCP_AUTH_BEARER,
     .accepts_x_api_key = false,
+    /* The Responses API also has a WebSocket mode (GET /v1/responses), which
+     * the Codex CLI's built-in provider tries first: 426 makes it fall back to
+     * HTTPS at once, where 404/405/501 cost it about 6.5 s of retries. */
+    .websocket_refusal = "WebSocket upgrade refused: this service speaks the Responses API over HTTPS streaming "
+                         "(server-sent events), not WebSockets; send POST /v1/responses, with \"stream\": true "
+                         "to stream (the Codex CLI falls back to it by itself on this 426)",
     .error_body = openai_error_body,
     .stream_error_event = openai_stream_error,
     .inspect_event = openai_inspect_event,

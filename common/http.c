@@ -130,6 +130,15 @@ static bool list_has(const char *list, const char *v, size_t n)
     return false;
 }
 
+bool ccp_header_list_has_token(const char *list, const char *token)
+{
+    const char *item;
+    size_t len, n = strlen(token);
+    while (list && list_next(&list, &item, &len))
+        if (len >= n && strncasecmp(item, token, n) == 0 && (len == n || item[n] == '/')) return true;
+    return false;
+}
+
 void ccp_headers_merge_list(ccp_headers *h, const char *name, const char *values)
 {
     /* A list header sent twice is one list (RFC 9110 5.3): keep every value. */
@@ -290,6 +299,12 @@ const char *ccp_request_header(const ccp_request *r, const char *name)
     return ccp_headers_get(&r->headers, name);
 }
 
+bool ccp_request_is_websocket(const ccp_request *r)
+{
+    const char *key = ccp_headers_get(&r->headers, "sec-websocket-key");
+    return ccp_header_list_has_token(ccp_headers_get(&r->headers, "upgrade"), "websocket") || (key && *key);
+}
+
 void ccp_request_free(ccp_request *r)
 {
     free(r->path);
@@ -319,6 +334,7 @@ const char *ccp_http_reason(int status)
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 422: return "Unprocessable Entity";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";

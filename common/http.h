@@ -38,6 +38,9 @@ void ccp_headers_set_spelled(ccp_headers *h, const char *name, const char *value
 /* Adds comma-separated values to a list header, keeping what is there (from
  * every header of that name) and never duplicating a value. */
 void ccp_headers_merge_list(ccp_headers *h, const char *name, const char *values);
+/* True if a comma-separated list value holds token, case-insensitively;
+ * an item "token/version" counts (Upgrade: websocket/13). */
+bool ccp_header_list_has_token(const char *list, const char *token);
 void ccp_headers_remove(ccp_headers *h, const char *name);
 const char *ccp_headers_get(const ccp_headers *h, const char *name);
 /* Lookup with '-' and '_' alike. */
@@ -89,6 +92,12 @@ ccp_request_status ccp_request_read_body(ccp_request *r, size_t max);
  * is not cut off mid-send when we answer early. */
 void ccp_request_drain(ccp_request *r);
 const char *ccp_request_header(const ccp_request *r, const char *name);
+/* True if the request opens a WebSocket (RFC 6455 4.1): Upgrade lists
+ * websocket, or the handshake's own Sec-WebSocket-Key is there. The key
+ * counts alone because Upgrade is hop-by-hop: lighttpd's mod_cgi drops it
+ * (unless cgi.upgrade is on), and so does a proxy in front, while the
+ * Sec-WebSocket-* headers pass everywhere. */
+bool ccp_request_is_websocket(const ccp_request *r);
 void ccp_request_free(ccp_request *r);
 
 /* "HTTP_X_API_KEY" -> "x-api-key". Returns false if env is not a header. */

@@ -144,6 +144,9 @@ static void body_field(ccp_buf *b, const char *k, const char *truncated_key, con
 void ccp_log_request(const ccp_request_log *r)
 {
     ccp_log_level level = r->status >= 500 ? CCP_LOG_ERROR : r->status >= 400 ? CCP_LOG_WARNING : CCP_LOG_INFO;
+    /* A refused WebSocket handshake is routine, not a problem: the Codex
+     * CLI's built-in provider opens every session with one. */
+    if (r->status == 426) level = CCP_LOG_INFO;
     if (level < min_level) return;
     ccp_buf b = {0};
     begin(&b, level, "request");

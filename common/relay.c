@@ -158,6 +158,14 @@ static const ccp_route *find_route(const ccp_service *s, const char *method, con
     return hit;
 }
 
+/* Any route that relays to the upstream, whatever its method. */
+static bool relay_path(const ccp_service *s, const char *path)
+{
+    for (size_t i = 0; i < s->route_count; i++)
+        if (s->routes[i].kind == CCP_ROUTE_RELAY && ccp_route_matches(s->routes[i].pattern, path)) return true;
+    return false;
+}
+
 /* ---- CORS ---------------------------------------------------------------- */
 
 static bool origin_allowed(const ccp_config *cfg, const char *origin)
@@ -562,6 +570,10 @@ static void route_request(exchange *x, ccp_upstream *up)
         if (allow.len) preflight(x, allow.data);
         else fail(x, CCP_E_NOT_FOUND, NULL, "no route for %s; see GET /health and the README for the routes",
                   x->req.path);
+    } else if (x->d->websocket_refusal && ccp_request_is_websocket(&x->req) && relay_path(s, x->req.path)) {
+        /* A WebSocket handshake on an API path (the Responses API's is GET on
+         * the POST route): 426, never relayed, whatever the method. */
+        fail(x, CCP_E_UPGRADE, NULL, "%s", x->d->websocket_refusal);
     } else if (!x->route && allow.len) {
         ccp_headers h = {0};
         ccp_headers_add(&h, "Allow", allow.data);

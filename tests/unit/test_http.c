@@ -209,6 +209,75 @@ static void test_http_proxy_header_is_ignored(void **state)
     ccp_request_free(&r);
 }
 
+/* What the web servers pass of a WebSocket handshake (measured with the
+ * captured Codex request): nginx (fastcgi) and lighttpd (mod_fastcgi) pass
+ * HTTP_UPGRADE and HTTP_CONNECTION; lighttpd's mod_cgi drops HTTP_UPGRADE
+ * unless cgi.upgrade is on; a proxy in front drops both. */
+static void test_websocket_handshake_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *upgrade;    /* HTTP_UPGRADE; NULL: absent */
+        const char *connection; /* HTTP_CONNECTION */
+        const char *key;        /* HTTP_SEC_WEBSOCKET_KEY */
+        bool websocket;
+    } cases[] = {
+        {"websocket", "Upgrade", "KNwr45FLp3yTDrCvdBpw4A==", true}, /* the captured Codex CLI request */
+        {"websocket", "Upgrade", NULL, true},
+        {"WebSocket", NULL, NULL, true},
+        {"websocket/13", NULL, NULL, true},
+        {"h2c, websocket", "Upgrade, HTTP2-Settings", NULL, true},
+        {" websocket ,h2c", NULL, NULL, true},
+        {NULL, "Upgrade", "KNwr45FLp3yTDrCvdBpw4A==", true}, /* lighttpd mod_cgi */
+        {NULL, NULL, "KNwr45FLp3yTDrCvdBpw4A==", true},      /* behind a proxy that drops hop-by-hop headers */
+        {NULL, "Upgrade", "", false},
+        {"h2c", "Upgrade, HTTP2-Settings", NULL, false},
+        {"websockets", NULL, NULL, false},
+        {"notwebsocket", NULL, NULL, false},
+        {"", "Upgrade", NULL, false},
+        {NULL, "Upgrade", NULL, false},
+        {NULL, "keep-alive", NULL, false},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        char up[64], conn[64], key[64];
+        char *envp[5] = {"REQUEST_METHOD=GET"};
+        size_t n = 1;
+        if (cases[i].upgrade) {
+            snprintf(up, sizeof up, "HTTP_UPGRADE=%s", cases[i].upgrade);
+            envp[n++] = up;
+        }
+        if (cases[i].connection) {
+            snprintf(conn, sizeof conn, "HTTP_CONNECTION=%s", cases[i].connection);
+            envp[n++] = conn;
+        }
+        if (cases[i].key) {
+            snprintf(key, sizeof key, "HTTP_SEC_WEBSOCKET_KEY=%s", cases[i].key);
+            envp[n++] = key;
+        }
+        ccp_request r;
+        unit_io u;
+        assert_int_equal(init(&r, &u, envp, ""), CCP_REQ_OK);
+        if (ccp_request_is_websocket(&r) != cases[i].websocket)
+            print_error("case %zu (upgrade %s, key %s): want %d\n", i, cases[i].upgrade ? cases[i].upgrade : "-",
+                        cases[i].key ? cases[i].key : "-", cases[i].websocket);
+        assert_int_equal(ccp_request_is_websocket(&r), cases[i].websocket);
+        ccp_request_free(&r);
+    }
+}
+
+static void test_header_list_has_token(void **state)
+{
+    (void)state;
+    assert_true(ccp_header_list_has_token("Upgrade", "upgrade"));
+    assert_true(ccp_header_list_has_token("keep-alive, Upgrade", "upgrade"));
+    assert_true(ccp_header_list_has_token("websocket/13", "websocket"));
+    assert_false(ccp_header_list_has_token("websocket13", "websocket"));
+    assert_false(ccp_header_list_has_token("web", "websocket"));
+    assert_false(ccp_header_list_has_token("", "websocket"));
+    assert_false(ccp_header_list_has_token(",,", "websocket"));
+    assert_false(ccp_header_list_has_token(NULL, "websocket"));
+}
+
 static void test_content_length_table(void **state)
 {
     (void)state;
@@ -582,6 +651,7 @@ static void test_status_lines(void **state)
         {401, "Status: 401 Unauthorized\r\n\r\n"},
         {404, "Status: 404 Not Found\r\n\r\n"},
         {413, "Status: 413 Payload Too Large\r\n\r\n"},
+        {426, "Status: 426 Upgrade Required\r\n\r\n"},
         {429, "Status: 429 Too Many Requests\r\n\r\n"},
         {502, "Status: 502 Bad Gateway\r\n\r\n"},
         {529, "Status: 529 Overloaded\r\n\r\n"},
@@ -697,6 +767,8 @@ int main(void)
         cmocka_unit_test(test_path_table),
         cmocka_unit_test(test_crlf_in_header_value_sets_bad_header),
         cmocka_unit_test(test_http_proxy_header_is_ignored),
+        cmocka_unit_test(test_websocket_handshake_table),
+        cmocka_unit_test(test_header_list_has_token),
         cmocka_unit_test(test_content_length_table),
         cmocka_unit_test(test_body_exact_length_in_small_pieces),
         cmocka_unit_test(test_body_reads_no_more_than_content_length),

@@ -142,7 +142,8 @@ static void test_level_follows_status(void **state)
     static const struct {
         int status;
         const char *level;
-    } cases[] = {{200, "info"}, {302, "info"}, {400, "warning"}, {499, "warning"}, {500, "error"}, {504, "error"}};
+    } cases[] = {{200, "info"},    {302, "info"},  {400, "warning"}, {426, "info"}, /* a refused WebSocket */
+                 {499, "warning"}, {500, "error"}, {504, "error"}};
     init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_DEBUG, 4096);
     for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
         ccp_request_log r = sample();
