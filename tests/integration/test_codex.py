@@ -960,6 +960,89 @@ def test_codex_502_nginx_responder_down(s):
                         what="responder down (POST)")
 
 
+# --------------------------------------------------------------------------- WebSocket handshake
+
+# The Codex CLI's built-in provider opens every session with a WebSocket handshake on
+# /v1/responses. 426 makes it fall back to HTTPS at once; 404/405/501 cost it 7 retries,
+# about 6.5 s (issue 8). The responder answers it: neither web server may answer first.
+WS_FIXTURE = "codex_cli_builtin_websocket_upgrade.json"
+# lighttpd's mod_cgi drops the hop-by-hop Upgrade header (cgi.upgrade is off by default),
+# a proxy in front drops Connection too; the handshake's own Sec-WebSocket-* pass.
+WS_CGI_DROPPED = ("upgrade",)
+
+
+def ws_handshake(mid, drop=(), key=OA_CLIENT_KEY):
+    """(path, headers) of the captured handshake with our key and mock id; drop: names
+    left out, as a web server or CGI host would."""
+    path, headers, body = fixture_request(WS_FIXTURE, mid, key=key)
+    eq(body, b"", "the captured handshake has no body")
+    return path, [(k, v) for k, v in headers if k.lower() not in drop]
+
+
+def check_ws_refused(s, r, mid, what):
+    obj = assert_openai_error(r, 426, "invalid_request_error", "websocket_not_supported", what)
+    msg = obj["error"]["message"]
+    check("HTTPS streaming" in msg and "not WebSockets" in msg,
+          "%s: the message should say the service speaks HTTPS streaming, not WebSockets: %r", what, msg)
+    assert_not_forwarded(s, mid, what)
+    return msg
+
+
+def ws_logged(lines, path, what):
+    """The responder's log line of the refused handshake: 426, info level (routine for
+    Codex, not a problem), saying why; no key in it."""
+    found = [l for l in lines if l.get("status") == 426 and l.get("path") == path]
+    check(found, "%s: no log line with status 426 for %s", what, path)
+    line = found[-1]
+    check("WebSocket upgrade refused" in (line.get("error") or "") and "HTTPS streaming" in line["error"],
+          "%s: the log line should say the WebSocket upgrade was refused: %r", what, line)
+    eq((line.get("method"), line.get("level")), ("GET", "info"), what + ": log method, level")
+    check(OA_CLIENT_KEY not in json.dumps(line), "%s: the client key is in the log line", what)
+    return line
+
+
+def test_codex_websocket_upgrade_426(s):
+    """The captured handshake, byte for byte as Codex sends it (Connection: Upgrade,
+    Upgrade: websocket, Sec-WebSocket-*, openai-beta: responses_websockets=...): 426 with an
+    OpenAI error from the responder, through the web server, and its log line."""
+    st, mid = s.stack("codex"), new_id()
+    path, headers = ws_handshake(mid)
+    c = Conn(st.port, timeout=15)
+    try:
+        c.send_request("GET", path, headers)  # no body and no Content-Length, as captured
+        c.read_head()
+        r = c.response()
+    finally:
+        c.close()
+    check_ws_refused(s, r, mid, "the captured Codex handshake")
+    check(r.header("sec-websocket-accept") is None, "no handshake may be accepted: %r", r.headers)
+    line = adapter_logged(st, lambda l: l.get("status") == 426 and l.get("path") == "/v1/responses")
+    ws_logged([line], "/v1/responses", "the captured Codex handshake")
+
+
+def test_codex_websocket_upgrade_426_any_relay_route(s):
+    """Any request that opens a WebSocket on a relay route, whatever its method: the
+    models routes, a POST, a trailing slash, a handshake whose Upgrade a CGI host or proxy
+    dropped (only Sec-WebSocket-Key left). A local route is served as ever; a plain GET
+    of /v1/responses is still 405."""
+    st = s.stack("codex")
+    cases = [("GET", "/v1/models", (), None), ("GET", "/v1/models/gpt-5-codex", (), None),
+             ("GET", "/v1/responses/", (), None), ("GET", "/v1/responses", WS_CGI_DROPPED, None),
+             ("GET", "/v1/responses", ("upgrade", "connection"), None),
+             ("POST", "/v1/responses", (), responses_body(stream=True))]
+    for method, path, drop, body in cases:
+        mid = new_id()
+        _, headers = ws_handshake(mid, drop=drop)
+        what = "%s %s with the handshake%s" % (method, path, " without " + "/".join(drop) if drop else "")
+        check_ws_refused(s, st.request(method, path, headers, body), mid, what)
+    _, headers = ws_handshake(new_id())
+    r = st.request("GET", "/health", headers)
+    eq((r.status, r.json()), (200, {"status": "healthy", "service": "codex-service"}), "/health with the handshake")
+    mid = new_id()
+    r = st.request("GET", "/v1/responses", oa_headers(mock_id=mid))
+    assert_openai_error(r, 405, "invalid_request_error", "method_not_allowed", "a plain GET /v1/responses")
+
+
 # --------------------------------------------------------------------------- cancellation
 
 
@@ -1030,3 +1113,16 @@ def test_codex_cgi(s):
     same_bytes(rec_body(rec), body, "CGI request body")
     r = s.cgi("POST", "/v1/responses", oa_headers(key=None), body, service="codex")
     assert_openai_error(r, 401, "invalid_request_error", what="CGI without a key")
+
+
+def test_codex_cgi_websocket_upgrade_426(s):
+    """Plain CGI answers the handshake the same way: with HTTP_UPGRADE (what a host that
+    passes it gives) and without (lighttpd's mod_cgi drops it); the log line on stderr."""
+    for drop in ((), WS_CGI_DROPPED):
+        mid = new_id()
+        path, headers = ws_handshake(mid, drop=drop)
+        what = "CGI handshake%s" % (" without Upgrade" if drop else "")
+        r = s.cgi("GET", path, headers, body=None, service="codex")
+        check_ws_refused(s, r, mid, what)
+        lines = [json.loads(l) for l in r.stderr.splitlines() if l.startswith("{")]
+        ws_logged(lines, "/v1/responses", what)

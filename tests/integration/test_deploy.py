@@ -367,6 +367,28 @@ def test_cgi_host_errors(s):
     assert_openai_error(r, 401, "invalid_request_error", what="Codex without a key via mod_cgi")
 
 
+def test_cgi_host_websocket_upgrade_426(s):
+    """The captured Codex CLI WebSocket handshake through mod_cgi: 426 in the OpenAI shape,
+    and a handshake on the Claude binary in the Anthropic shape. lighttpd's mod_cgi does not
+    pass the Upgrade header to a CGI program (cgi.upgrade is off by default; it passes
+    Connection and the Sec-WebSocket-* headers), so this is the Sec-WebSocket-Key case."""
+    h = _cgi_host(s)
+    mid = new_id()
+    fx = json.loads((REPO / "tests" / "fixtures" / "codex_cli_builtin_websocket_upgrade.json").read_text())
+    headers = [(k, "Bearer " + OA_CLIENT_KEY if k.lower() == "authorization" else v) for k, v in fx["headers"]
+               if k.lower() != "host"] + [("x-mock-id", mid)]
+    r = h.request("GET", "/cgi-bin/ccproxy-codex" + fx["path"], headers)
+    obj = assert_openai_error(r, 426, "invalid_request_error", "websocket_not_supported", "Codex handshake via mod_cgi")
+    check("HTTPS streaming" in obj["error"]["message"], "426 message: %r", obj["error"]["message"])
+    assert_not_forwarded(s, mid, "Codex handshake via mod_cgi")
+    mid = new_id()
+    r = h.request("GET", "/cgi-bin/ccproxy-claude/v1/messages",
+                  api_headers(mock_id=mid, extra=[(k, v) for k, v in fx["headers"] if k.lower().startswith(
+                      ("connection", "upgrade", "sec-websocket-"))]))
+    assert_anthropic_error(r, 426, "invalid_request_error", "Claude handshake via mod_cgi")
+    assert_not_forwarded(s, mid, "Claude handshake via mod_cgi")
+
+
 def test_cgi_host_cherry_studio_adapter(s):
     """The CherryStudio pipeline through mod_cgi: the Claude Code system block first and
     the session id the spec derives from the client key in metadata.user_id."""

@@ -78,6 +78,28 @@ def test_405_wrong_method(s):
         assert_not_forwarded(s, mid, path)
 
 
+# An RFC 6455 opening handshake, as any WebSocket client sends it.
+WS_HANDSHAKE = [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]
+
+
+def test_426_websocket_upgrade(s):
+    """A WebSocket handshake on a relay route gets 426 in the Anthropic shape from the
+    responder (neither web server answers it first), saying the service speaks HTTPS
+    streaming; nothing is forwarded. As on the Codex service, where the Codex CLI needs it
+    (test_codex_websocket_upgrade_426): one rule for both services, and a truer answer
+    than a 405 that says "use POST"."""
+    st = s.stack("main")
+    for method, path, body in (("GET", "/v1/messages", None), ("POST", "/v1/messages", message_body(stream=True)),
+                               ("GET", "/v1/models", None)):
+        mid = new_id()
+        r = st.request(method, path, api_headers(mock_id=mid, extra=WS_HANDSHAKE), body)
+        obj = assert_anthropic_error(r, 426, "invalid_request_error", "%s %s with a WebSocket handshake" % (method, path))
+        msg = obj["error"]["message"]
+        check("HTTPS streaming" in msg and "not WebSockets" in msg, "426 message: %r", msg)
+        assert_not_forwarded(s, mid, "%s %s with a WebSocket handshake" % (method, path))
+
+
 def test_413_over_max_body_bytes(s):
     st, mid = s.stack("small"), new_id()  # MAX_BODY_BYTES=4096
     body = message_body(text="y" * 8000)
