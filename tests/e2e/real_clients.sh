@@ -1,7 +1,9 @@
 #!/bin/bash
 # Runs the real, unmodified clients through the whole stack (nginx + both
 # responders) against the capture server as upstream, and checks that each
-# client got its answer and what reached the upstream.
+# client got its answer and what reached the upstream. The Codex CLI runs
+# both ways a user configures it (a custom provider, and the built-in openai
+# provider with openai_base_url), and the time of each codex exec is printed.
 #
 #   bash tests/e2e/real_clients.sh        (or: make e2e)
 # Env: CLIENTS (npm dir with the clients, default /tmp/clients; installed there
@@ -46,7 +48,7 @@ check() { # NAME CONDITION-COMMAND...
     local name=$1; shift
     if "$@"; then echo "PASS $name"; pass=$((pass + 1)); else echo "FAIL $name"; fail=$((fail + 1)); fi
 }
-upstream_count() { grep -c "$1" "$WORK/upstream.jsonl" 2>/dev/null || echo 0; }
+upstream_count() { cat "$WORK/upstream.jsonl" 2>/dev/null | grep -c "$1"; }  # 0 when none (or no file)
 
 # ---- Claude Code (-p), API key and auth token ---------------------------
 mkdir -p "$WORK/cchome" "$WORK/ccwork"
@@ -121,11 +123,54 @@ base_url = "http://127.0.0.1:$CX/v1"
 wire_api = "responses"
 env_key = "CCPROXY_KEY"
 TOML
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+t0=$EPOCHREALTIME
 (cd "$WORK/codexwork" && env -i PATH=$BASEPATH HOME="$CH/home" CODEX_HOME="$CH" TERM=dumb CCPROXY_KEY=sk-e2e-codex \
     timeout 120 "$CLIENTS/node_modules/.bin/codex" exec --skip-git-repo-check "say ok" < /dev/null > "$WORK/codex.out" 2>&1)
+echo "codex exec (custom provider, wire_api = responses): $(elapsed "$t0") s"
 check "codex exec answers through the proxy" grep -qi "ok" "$WORK/codex.out"
 check "codex request went through the codex_cli adapter" \
     grep -q '"adapter":"codex_cli".*"status":200' "$WORK/codex.log"
+
+# ---- Codex CLI, built-in openai provider (openai_base_url, codex login) ---
+# It opens every session with a WebSocket handshake (GET /v1/responses,
+# Upgrade: websocket); the responder's 426 makes it fall back to HTTPS at
+# once, where a 405 cost it 7 retries, about 6.5 s. The time is printed.
+BH=$WORK/codexhome-builtin
+mkdir -p "$BH/home"
+cat > "$BH/config.toml" <<TOML
+openai_base_url = "http://127.0.0.1:$CX/v1"
+check_for_update_on_startup = false
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+
+[otel]
+exporter = "none"
+TOML
+cxb() { (cd "$WORK/codexwork" && env -i PATH=$BASEPATH HOME="$BH/home" CODEX_HOME="$BH" TERM=dumb timeout 120 \
+    "$CLIENTS/node_modules/.bin/codex" "$@"); }
+echo sk-e2e-codex-builtin | cxb login --with-api-key > "$WORK/codex-login.out" 2>&1
+check "codex login --with-api-key (built-in provider)" test $? -eq 0
+mark=$(wc -l < "$WORK/codex.log")
+t0=$EPOCHREALTIME
+cxb exec --skip-git-repo-check "say ok" < /dev/null > "$WORK/codex-builtin.out" 2>&1
+echo "codex exec (built-in provider, openai_base_url): $(elapsed "$t0") s"
+check "codex exec with the built-in provider answers through the proxy" grep -qi "^ok" "$WORK/codex-builtin.out"
+since_mark() { tail -n +$((mark + 1)) "$WORK/codex.log" | grep "$1"; }
+# Exactly one handshake, answered 426 (a 405 made Codex retry it 7 times).
+ws_refused_once() {
+    local h; h=$(since_mark '"method":"GET","path":"/v1/responses"')
+    [ "$(printf '%s' "$h" | grep -c .)" = 1 ] && printf '%s\n' "$h" | grep -q '"status":426'
+}
+check "its WebSocket handshake got 426 once, and Codex fell back to HTTPS without retrying" ws_refused_once
+check "the handshake was not forwarded upstream" test "$(upstream_count '"method": "GET", "path": "/v1/responses')" = 0
+since_mark_has() { since_mark "$1" > /dev/null; }
+check "the built-in provider's request went through the codex_cli adapter" \
+    since_mark_has '"adapter":"codex_cli","method":"POST","path":"/v1/responses".*"status":200'
 
 check "no client key in any responder log" bash -c "! grep -q 'sk-ant-e2e\|sk-e2e-codex' '$WORK/claude.log' '$WORK/codex.log'"
 echo "e2e: logs and captures in $WORK"
