@@ -56,13 +56,13 @@ $(BUILD)/%.o: %.c $(wildcard common/*.h) | deps-quiet
 
 # Built-in data (the adapter table, the Codex defaults) compiled in as C
 # strings, so the binaries need no data file at run time.
-$(BUILD)/gen/adapters_json.c: conf/adapters.json scripts/embed.sh
+$(BUILD)/gen/adapters_json.c: conf/adapters.json scripts/embed.sh | deps-quiet
 	@mkdir -p $(dir $@)
 	scripts/embed.sh ccp_builtin_adapters_json $< > $@
-$(BUILD)/gen/codex_instructions.c: conf/codex_instructions.md scripts/embed.sh
+$(BUILD)/gen/codex_instructions.c: conf/codex_instructions.md scripts/embed.sh | deps-quiet
 	@mkdir -p $(dir $@)
 	scripts/embed.sh ccp_builtin_codex_instructions $< > $@
-$(BUILD)/gen/codex_tools.c: conf/codex_tools.json scripts/embed.sh
+$(BUILD)/gen/codex_tools.c: conf/codex_tools.json scripts/embed.sh | deps-quiet
 	@mkdir -p $(dir $@)
 	scripts/embed.sh ccp_builtin_codex_tools $< > $@
 
