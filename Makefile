@@ -89,8 +89,10 @@ unit: all $(UNIT_BIN)
 	@CCPROXY_UNIT_DIR=$(abspath $(BUILD))/tests scripts/run-tests.sh --unit-only
 
 # ---- run ------------------------------------------------------------------------
+# exec: make's child is run.sh itself, so the SIGTERM make passes on reaches
+# it (a /bin/sh in between would die of it and leave the stack running).
 run: all
-	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin scripts/run.sh
+	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin exec scripts/run.sh
 
 # Budgets are measured, never asserted by a timed test.
 bench: all
