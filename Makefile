@@ -11,8 +11,13 @@ CC        ?= cc
 SANITIZE  ?=
 BUILD     ?= build$(if $(SANITIZE),/san,)
 PKGS      := fcgi libcurl json-c openssl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Recursive (=), not :=: pkg-config runs when a recipe expands these, which is
+# after deps-quiet (a prerequisite of every compile and link) has installed
+# what was missing; evaluated at parse time they would be empty on the first run.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+CMOCKA_CFLAGS = $(shell pkg-config --cflags cmocka)
+CMOCKA_LIBS   = $(shell pkg-config --libs cmocka)
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -30,7 +35,7 @@ PROGRAMS   := $(BUILD)/bin/ccproxy-claude $(BUILD)/bin/ccproxy-codex
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration run bench e2e install uninstall clean
+.PHONY: all deps deps-quiet test unit integration run bench e2e install uninstall clean
 # Keep object files make considers intermediate: no rebuild churn.
 .SECONDARY:
 PREFIX    ?= /usr/local
@@ -51,17 +56,17 @@ $(BUILD)/%.o: %.c $(wildcard common/*.h) | deps-quiet
 
 # Built-in data (the adapter table, the Codex defaults) compiled in as C
 # strings, so the binaries need no data file at run time.
-$(BUILD)/gen/adapters_json.c: conf/adapters.json scripts/embed.sh
+$(BUILD)/gen/adapters_json.c: conf/adapters.json scripts/embed.sh | deps-quiet
 	@mkdir -p $(dir $@)
 	scripts/embed.sh ccp_builtin_adapters_json $< > $@
-$(BUILD)/gen/codex_instructions.c: conf/codex_instructions.md scripts/embed.sh
+$(BUILD)/gen/codex_instructions.c: conf/codex_instructions.md scripts/embed.sh | deps-quiet
 	@mkdir -p $(dir $@)
 	scripts/embed.sh ccp_builtin_codex_instructions $< > $@
-$(BUILD)/gen/codex_tools.c: conf/codex_tools.json scripts/embed.sh
+$(BUILD)/gen/codex_tools.c: conf/codex_tools.json scripts/embed.sh | deps-quiet
 	@mkdir -p $(dir $@)
 	scripts/embed.sh ccp_builtin_codex_tools $< > $@
 
-$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c | deps-quiet
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libccproxy.a: $(COMMON_OBJ)
@@ -71,10 +76,9 @@ $(BUILD)/bin/ccproxy-%: $(BUILD)/fcgi/ccproxy_%.o $(BUILD)/libccproxy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libccproxy.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libccproxy.a | deps-quiet
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $< $(BUILD)/libccproxy.a \
-	    $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libccproxy.a $(LDLIBS) $(CMOCKA_LIBS)
 
 # ---- test ---------------------------------------------------------------------
 test: all $(UNIT_BIN)
@@ -85,8 +89,10 @@ unit: all $(UNIT_BIN)
 	@CCPROXY_UNIT_DIR=$(abspath $(BUILD))/tests scripts/run-tests.sh --unit-only
 
 # ---- run ------------------------------------------------------------------------
+# exec: make's child is run.sh itself, so the SIGTERM make passes on reaches
+# it (a /bin/sh in between would die of it and leave the stack running).
 run: all
-	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin scripts/run.sh
+	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin exec scripts/run.sh
 
 # Budgets are measured, never asserted by a timed test.
 bench: all
