@@ -125,6 +125,13 @@ int ccp_response_send(ccp_response *res, int status, const char *content_type, c
                       const ccp_headers *headers);
 /* Non-blocking check whether the client went away. */
 bool ccp_response_client_gone(ccp_response *res);
+/* Ends a response whose answer failed after its first bytes went out, so
+ * that the web server sees it broken and cuts its client off (no final
+ * chunk, or fewer bytes than the Content-Length), never a clean end.
+ * Nothing is written after it (the response counts as gone). Needs
+ * hangup_fd to be the FastCGI connection (hangup_fd_readable); over a CGI
+ * pipe there is no such signal and the response simply ends. */
+void ccp_response_abort(ccp_response *res);
 
 const char *ccp_http_reason(int status);
 /* True if the value can go into a header line (no CR, LF or NUL). */

@@ -37,6 +37,10 @@ typedef struct exchange {
     bool aggregating;        /* the upstream did stream: events go to agg */
     ccp_headers aggregate_headers; /* the upstream's, for the one JSON answer */
     ccp_aggregate agg;
+    bool holding;            /* a non-stream answer waits in held until complete */
+    int held_status;
+    ccp_headers held_headers;
+    ccp_buf held;
     ccp_buf logged_response;
     ccp_upstream_stats stats;
     int log_status;
@@ -90,7 +94,9 @@ static int emit_to_aggregate(void *ctx, const char *p, size_t n)
 }
 
 /* Tells the client what went wrong, in its dialect: a JSON error when no
- * header went out yet, else the SSE error event that ends the stream. */
+ * header went out yet, else the SSE error event that ends the stream; a
+ * non-stream answer already on its way is cut off, so that it never ends
+ * as if it were complete. */
 static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, const char *fmt, ...)
@@ -116,6 +122,8 @@ static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, con
         ccp_sse_framer_free(&x->framer);
         x->d->stream_error_event(x->d, &out, kind, msg, &x->stream_state);
         ccp_response_write(&x->res, out.data, out.len);
+    } else {
+        ccp_response_abort(&x->res);
     }
     ccp_buf_free(&out);
 }
@@ -338,6 +346,25 @@ static void build_upstream_headers(exchange *x, ccp_headers *out, bool has_body)
 
 /* ---- the upstream sink ------------------------------------------------ */
 
+/* A non-stream answer (anything but SSE) is held until the upstream has sent
+ * all of it and then goes out whole, with its Content-Length, so an upstream
+ * that goes silent or dies halfway becomes the dialect's 504/502 instead of
+ * a 200 that ends cleanly with half a body. Such answers are small next to a
+ * stream; one larger than this goes out as it arrives (with the upstream's
+ * Content-Length when it gave one) and is cut off if it fails. */
+#define HOLD_MAX_BYTES ((size_t)8 << 20)
+
+/* Sends the held status, headers and body; from here on the answer streams. */
+static int release_held(exchange *x)
+{
+    x->holding = false;
+    x->log_status = x->held_status;
+    int rc = ccp_response_begin(&x->res, x->held_status, &x->held_headers);
+    if (rc == 0 && x->held.len) rc = ccp_response_write(&x->res, x->held.data, x->held.len);
+    ccp_buf_free(&x->held);
+    return rc;
+}
+
 static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
 {
     exchange *x = ctx;
@@ -359,11 +386,15 @@ static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
     if (x->sse) {
         ccp_headers_add(&h, "Cache-Control", "no-cache");
         ccp_headers_add(&h, "X-Accel-Buffering", "no");
-    } else if ((cl = ccp_headers_get(up, "content-length"))) {
-        /* The body passes unchanged, so its length holds; with it a web
-         * server notices an upstream that dies mid-body and cuts the client
-         * off, instead of ending a chunked reply as if it were complete. */
-        ccp_headers_add(&h, "Content-Length", cl);
+    } else {
+        /* The body passes unchanged, so its length holds (it matters only
+         * when the answer is too big to hold: a web server then notices an
+         * upstream that dies mid-body by the missing bytes). */
+        if ((cl = ccp_headers_get(up, "content-length"))) ccp_headers_add(&h, "Content-Length", cl);
+        x->holding = true;
+        x->held_status = status ? status : 502;
+        x->held_headers = h;
+        return 0;
     }
     x->log_status = status ? status : 502;
     int rc = ccp_response_begin(&x->res, status ? status : 502, &h);
@@ -379,7 +410,23 @@ static int on_upstream_data(void *ctx, const char *p, size_t n)
         ccp_buf_append(&x->logged_response, p, n);
     if (x->aggregating) return ccp_sse_framer_feed(&x->framer, p, n, emit_to_aggregate, x);
     if (x->sse) return ccp_sse_framer_feed(&x->framer, p, n, emit_to_client, x);
+    if (x->holding) {
+        if (n <= HOLD_MAX_BYTES - x->held.len) {
+            ccp_buf_append(&x->held, p, n);
+            return 0;
+        }
+        if (release_held(x) != 0) return -1;
+    }
     return ccp_response_write(&x->res, p, n);
+}
+
+/* The held answer is complete: it goes out with its own length. */
+static void answer_held(exchange *x)
+{
+    char cl[32];
+    snprintf(cl, sizeof cl, "%zu", x->held.len);
+    ccp_headers_set(&x->held_headers, "Content-Length", cl);
+    release_held(x);
 }
 
 static bool on_client_gone(void *ctx)
@@ -507,6 +554,7 @@ static void relay(exchange *x, ccp_upstream *up)
     case CCP_UP_OK:
         if (x->aggregating) answer_aggregate(x);
         else if (x->sse) ccp_sse_framer_finish(&x->framer, emit_to_client, x);
+        else if (x->holding) answer_held(x);
         if (x->res.client_gone) x->log_status = 499;
         break;
     case CCP_UP_CLIENT_GONE:
@@ -640,6 +688,8 @@ void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io)
     ccp_sse_event_free(&x.event);
     json_object_put(x.agg.result);
     ccp_headers_free(&x.aggregate_headers);
+    ccp_headers_free(&x.held_headers);
+    ccp_buf_free(&x.held);
     ccp_buf_free(&x.agg.error_body);
     ccp_buf_free(&x.logged_response);
     ccp_buf_free(&x.error);

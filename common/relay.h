@@ -2,7 +2,7 @@
  * the body, pick and apply the adapter, forward, stream the answer back,
  * and the single finish path that decides what the client sees on failure
  * (a JSON error if no header went out yet, else the dialect's SSE error
- * event). A service is a route table plus a dialect; the binaries only
+ * event, or for a non-stream answer too big to hold a cut-off response). A service is a route table plus a dialect; the binaries only
  * declare theirs. */
 #ifndef CCP_RELAY_H
 #define CCP_RELAY_H

@@ -45,9 +45,15 @@ proxy forwards like any end-to-end header): a comma list of `name` or `name=valu
   deltas=N              number of text deltas in a stream (default 3)
   big=BYTES             stream at least BYTES of body (many content_block_delta events)
   die_after=N           stream: send N events, then close the socket without the
-                        terminating chunk (non-stream: send half the body and close)
+                        terminating chunk (non-stream: send half the body and close;
+                        die_after=0: the headers only)
   hang_after=N          stream: send headers + N events, then silence until the peer
-                        closes (or hang_max seconds)
+                        closes (or hang_max seconds); non-stream: the headers, then
+                        half the body when N >= 1, then the same silence
+  chunked               non-stream: the JSON body goes chunked (no content-length), its
+                        two halves in two chunks, a moment apart
+  reset                 with die_after (stream or not): end with a TCP reset (RST),
+                        not an orderly close (FIN)
   hang_before_headers   read the request, then silence until the peer closes
   hang_max=SECONDS      bound on any hang or gate wait (default 120)
   gate=NAME             stream: send the first event, then wait until gate NAME has been
@@ -68,8 +74,9 @@ proxy forwards like any end-to-end header): a comma list of `name` or `name=valu
   lenient               skip the request validation (key, anthropic-version, body)
 
 OpenAI Responses routes: status, retry_after, retry_after_ms, slow, deltas, big, die_after,
-hang_after, hang_before_headers, gate, gate_each, fragment, drop, close_idle and lenient
-work as above (status=NNN gives the real OpenAI error body for NNN), plus:
+hang_after, hang_before_headers, chunked, reset, gate, gate_each, fragment, drop,
+close_idle and lenient work as above (status=NNN gives the real OpenAI error body for
+NNN), plus:
 
   error_event_after=N   stream: after N events send `event: error` with data
                         {"type":"error","code":"rate_limit_exceeded","message":...,
@@ -118,6 +125,7 @@ import random
 import select
 import socket
 import string
+import struct
 import sys
 import threading
 import time
@@ -738,15 +746,9 @@ class Handler(BaseHTTPRequestHandler):
                "stop_reason": "tool_use" if "tool_use" in beh else "end_turn", "stop_sequence": None,
                "usage": self.usage(obj, max(1, len(text) // 4))}
         body = dumps(msg).encode()
-        if "die_after" in beh:
-            headers = [("content-type", "application/json"), ("content-length", str(len(body))),
-                       ("request-id", self.request_id)] + ratelimit_headers()
-            self.send_head(200, headers)
-            half = body[:len(body) // 2]
-            with STATE.cond:
-                self.record_out(half)
-            self._write(half)
-            return self.die()
+        if self.misbehaves_nonstream():
+            return self.send_nonstream(body, [("content-type", "application/json"),
+                                              ("request-id", self.request_id)] + ratelimit_headers())
         return self.send_full(200, body, extra=ratelimit_headers())
 
     def events(self, obj):
@@ -817,9 +819,46 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
         try:
-            self.connection.shutdown(socket.SHUT_RDWR)
+            if "reset" in self.beh:
+                # SO_LINGER 0: close() sends RST instead of FIN.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def misbehaves_nonstream(self):
+        return any(k in self.beh for k in ("die_after", "hang_after", "chunked"))
+
+    def send_nonstream(self, body, headers):
+        """A non-stream 200 `body` under chunked / die_after / hang_after (see the module
+        docstring): the headers (with content-length, or chunked), the body's two halves,
+        and the failure in place of the second half (die_after=0 / hang_after=0: in place
+        of the first)."""
+        beh = self.beh
+        chunked = "chunked" in beh
+        framing = [("transfer-encoding", "chunked")] if chunked else [("content-length", str(len(body)))]
+        self.send_head(200, headers[:1] + framing + headers[1:])
+        fail = "die" if "die_after" in beh else "hang" if "hang_after" in beh else None
+        keep = min(int(beh.get("die_after", beh.get("hang_after", 2))), 1) if fail else 2
+        halves = [body[:len(body) // 2], body[len(body) // 2:]]
+        for i, part in enumerate(halves[:keep]):
+            if i > 0 and chunked:
+                time.sleep(0.05)  # two reads for the relay, not one
+            with STATE.cond:
+                self.record_out(part)
+            self._write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part, "body")
+        if fail == "hang":
+            self.update(state="hanging")
+            self.wait_silent(self.hang_max(), "hang")
+            self.update(state="hang_timeout", finished_at=time.time())
+            return self.die()
+        if fail == "die":
+            return self.die()
+        if chunked:
+            self._write(b"0\r\n\r\n", "end")
+        self.update(state="done", finished_at=time.time())
 
     def stream_message(self, obj):
         events = self.events(obj)
@@ -1136,15 +1175,9 @@ class Handler(BaseHTTPRequestHandler):
         _, final = self.oa_build(obj)
         self.update(response_id=final["id"])
         body = pretty(final)
-        if "die_after" in beh:
-            headers = [("content-type", "application/json"), ("content-length", str(len(body)))] + \
-                self.oa_headers() + oa_ratelimit_headers()
-            self.send_head(200, headers)
-            half = body[:len(body) // 2]
-            with STATE.cond:
-                self.record_out(half)
-            self._write(half)
-            return self.die()
+        if self.misbehaves_nonstream():
+            return self.send_nonstream(body, [("content-type", "application/json")] + self.oa_headers() +
+                                       oa_ratelimit_headers())
         return self.oa_send(200, body, oa_ratelimit_headers())
 
     # ----------------------------------------------------------------- control

@@ -57,6 +57,22 @@ def test_cgi_mid_stream_death(s):
           "expected one event: error (api_error) after the relayed events, got %r", r.body[len(sent):][:300])
 
 
+def test_cgi_nonstream_broken_or_silent_upstream_is_an_error(s):
+    """Plain CGI holds a non-stream answer like FastCGI does: a chunked answer that breaks
+    or goes silent halfway is the 502/504 error, a complete one goes out with its length."""
+    for beh, env, status in (("chunked,die_after=1,reset", None, 502),
+                             ("chunked,hang_after=1", {"HTTP_TIMEOUT": "1"}, 504)):
+        mid = new_id()
+        r = _cgi_msg(s, False, mid, behavior=beh, env=env)
+        assert_anthropic_error(r, status, "api_error", "CGI, " + beh)
+    mid = new_id()
+    r = _cgi_msg(s, False, mid, behavior="chunked")
+    rec = wait_record(s, mid)
+    eq(r.status, 200, "CGI chunked answer status")
+    same_bytes(r.body, rec_response(rec), "CGI chunked non-stream body")
+    eq(r.header("content-length"), str(len(r.body)), "CGI chunked answer Content-Length")
+
+
 def test_cgi_crlf_header_refused(s):
     for value in ("cli\r\nx-injected: 1", "cli\nx-injected: 1", "cli\rx"):
         mid = new_id()

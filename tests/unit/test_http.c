@@ -2,6 +2,10 @@
  * reads, header lists, and the exact bytes of the response writer. */
 #include "unit.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+
 /* ---- header names and params ------------------------------------------------ */
 
 static void test_header_name_table(void **state)
@@ -754,6 +758,91 @@ static void test_client_gone_unknown_without_fd(void **state)
     unit_io_free(&u);
 }
 
+/* ---- abort: a broken end the web server cannot take for a clean one ------------- */
+
+/* What the web server's side of the connection receives from here on, up to EOF. */
+static size_t read_to_eof(int fd, unsigned char *buf, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+        if (got == cap) break;
+    }
+    return got;
+}
+
+static void test_abort_sends_unknown_record_then_shuts_the_connection(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    unit_io u;
+    unit_io_init(&u, NULL);
+    u.io.hangup_fd = sv[0];
+    u.io.hangup_fd_readable = true;
+    ccp_response res;
+    ccp_response_init(&res, &u.io);
+    assert_int_equal(ccp_response_begin(&res, 200, NULL), 0);
+    assert_int_equal(ccp_response_write(&res, "{\"half\":", 8), 0);
+    size_t before = u.out.len;
+
+    ccp_response_abort(&res);
+    /* FCGI_UNKNOWN_TYPE (version 1, type 11, request id 0, 8 bytes of body),
+     * then EOF: no FCGI_END_REQUEST can follow. */
+    static const unsigned char want[16] = {1, 11, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    unsigned char got[64];
+    size_t n = read_to_eof(sv[1], got, sizeof got);
+    assert_int_equal(n, sizeof want);
+    assert_memory_equal(got, want, sizeof want);
+    assert_true(res.client_gone);
+    assert_int_equal(ccp_response_write(&res, "more", 4), -1);
+    assert_int_equal(u.out.len, before);
+    /* Our side is shut for writing too: libfcgi's END_REQUEST would fail. */
+    assert_true(send(sv[0], "x", 1, MSG_NOSIGNAL) < 0);
+    close(sv[0]);
+    close(sv[1]);
+    unit_io_free(&u);
+}
+
+static void test_abort_over_a_cgi_pipe_writes_nothing(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    unit_io u;
+    unit_io_init(&u, NULL);
+    u.io.hangup_fd = p[1];
+    u.io.hangup_fd_readable = false; /* a CGI stdout pipe */
+    ccp_response res;
+    ccp_response_init(&res, &u.io);
+    assert_int_equal(ccp_response_begin(&res, 200, NULL), 0);
+    ccp_response_abort(&res);
+    assert_true(res.client_gone);
+    assert_int_equal(ccp_response_write(&res, "more", 4), -1);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    char c;
+    assert_true(read(p[0], &c, 1) < 0 && errno == EAGAIN);
+    close(p[0]);
+    close(p[1]);
+    unit_io_free(&u);
+}
+
+static void test_abort_without_fd_only_ends_the_response(void **state)
+{
+    (void)state;
+    unit_io u;
+    unit_io_init(&u, NULL);
+    ccp_response res;
+    ccp_response_init(&res, &u.io);
+    ccp_response_abort(&res);
+    assert_true(res.client_gone);
+    assert_int_equal(ccp_response_begin(&res, 200, NULL), -1);
+    assert_int_equal(u.writes, 0);
+    unit_io_free(&u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -795,6 +884,9 @@ int main(void)
         cmocka_unit_test(test_failing_flush_marks_client_gone),
         cmocka_unit_test(test_headers_with_crlf_are_never_emitted),
         cmocka_unit_test(test_client_gone_unknown_without_fd),
+        cmocka_unit_test(test_abort_sends_unknown_record_then_shuts_the_connection),
+        cmocka_unit_test(test_abort_over_a_cgi_pipe_writes_nothing),
+        cmocka_unit_test(test_abort_without_fd_only_ends_the_response),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,310 @@
+/* relay, the answer side: what the client gets from a relayed answer,
+ * through ccp_relay_serve over a fake io, with ccp_upstream_run replaced by
+ * a scripted upstream (this file's definition wins over upstream.o, which
+ * nothing else in the test pulls in). */
+#include "unit.h"
+
+#include <sys/socket.h>
+
+#include "../../common/relay.h"
+
+/* ---- relayed answers: held until complete, or cut off ---------------------- */
+
+#define HOLD_MAX ((size_t)8 << 20) /* HOLD_MAX_BYTES in common/relay.c */
+
+/* The scripted upstream: a header block, a body fed in pieces, a result. */
+typedef struct script {
+    int status;
+    const char *headers; /* "name: value" lines */
+    const char *body;
+    size_t body_len;
+    size_t piece;      /* bytes per on_data call; 0: all at once */
+    size_t filler;     /* then this many 'x' bytes, in 64 KiB pieces */
+    ccp_upstream_result result;
+    int runs;
+} script;
+
+static script up_script;
+
+ccp_upstream_result ccp_upstream_run(ccp_upstream *u, const ccp_upstream_request *req, const ccp_upstream_sink *sink,
+                                     ccp_upstream_stats *stats, ccp_buf *err)
+{
+    (void)u, (void)req;
+    up_script.runs++;
+    stats->ttfb_ms = 1;
+    stats->headers_seen = true;
+    ccp_headers h;
+    unit_headers_from(&h, up_script.headers);
+    int rc = sink->on_headers(sink->ctx, up_script.status, &h);
+    ccp_headers_free(&h);
+    if (rc != 0) return CCP_UP_CLIENT_GONE;
+    size_t piece = up_script.piece ? up_script.piece : up_script.body_len;
+    for (size_t at = 0; at < up_script.body_len; at += piece) {
+        size_t n = up_script.body_len - at < piece ? up_script.body_len - at : piece;
+        if (sink->on_data(sink->ctx, up_script.body + at, n) != 0) return CCP_UP_CLIENT_GONE;
+    }
+    static char x64k[65536];
+    memset(x64k, 'x', sizeof x64k);
+    for (size_t left = up_script.filler; left > 0;) {
+        size_t n = left < sizeof x64k ? left : sizeof x64k;
+        if (sink->on_data(sink->ctx, x64k, n) != 0) return CCP_UP_CLIENT_GONE;
+        left -= n;
+    }
+    if (up_script.result == CCP_UP_TIMEOUT) ccp_buf_append_str(err, "upstream test sent nothing for 1.0 s");
+    else if (up_script.result != CCP_UP_OK) ccp_buf_append_str(err, "upstream test failed mid-response");
+    return up_script.result;
+}
+
+static const ccp_route relay_routes[] = {
+    {"POST", "/v1/messages", CCP_ROUTE_RELAY,
+     CCP_BODY_JSON_OBJECT | CCP_BODY_MODEL | CCP_BODY_MESSAGES_ARRAY | CCP_ADAPT, NULL},
+};
+
+static const ccp_service relay_service = {
+    .name = "claude-service",
+    .program = "ccproxy-claude",
+    .adapter_set = "claude",
+    .dialect = &ccp_dialect_anthropic,
+    .routes = relay_routes,
+    .route_count = 1,
+};
+
+typedef struct served {
+    ccp_buf out;      /* everything written to the web server */
+    ccp_buf cut;      /* what the web server's end of the FastCGI socket got */
+    const char *body; /* where the response body starts in out */
+} served;
+
+/* One POST /v1/messages through ccp_relay_serve; hangup_fd is a socketpair
+ * standing in for the FastCGI connection. */
+static void serve(served *sv)
+{
+    static const char req_body[] =
+        "{\"model\":\"claude-sonnet-4-20250514\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    char cl[32];
+    snprintf(cl, sizeof cl, "CONTENT_LENGTH=%zu", sizeof req_body - 1);
+    char *envp[] = {"REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages", "CONTENT_TYPE=application/json", cl,
+                    "HTTP_X_API_KEY=sk-ant-unit", "HTTP_ANTHROPIC_VERSION=2023-06-01", NULL};
+    ccp_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.upstream_base_url = "http://upstream.test";
+    cfg.base_path = "";
+    cfg.max_body_bytes = 1 << 20;
+    cfg.codex_env_cwd = "/workspace";
+    ccp_adapters *adapters = NULL;
+    ccp_buf err = {0};
+    assert_int_equal(ccp_adapters_load(&adapters, "claude", &cfg, &err), CCP_OK);
+    ccp_runtime rt = {.service = &relay_service, .cfg = &cfg, .adapters = adapters};
+
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    unit_io u;
+    unit_io_init(&u, envp);
+    unit_io_input(&u, req_body, sizeof req_body - 1, 0);
+    u.io.hangup_fd = fds[0];
+    u.io.hangup_fd_readable = true;
+    up_script.runs = 0;
+    unit_stderr st;
+    unit_stderr_begin(&st); /* the request's log line */
+    ccp_relay_serve(&rt, NULL, &u.io);
+    ccp_buf log = {0};
+    unit_stderr_end(&st, &log);
+    ccp_buf_free(&log);
+    assert_int_equal(up_script.runs, 1);
+
+    memset(sv, 0, sizeof *sv);
+    sv->out = u.out; /* taken over: not freed by unit_io_free */
+    memset(&u.out, 0, sizeof u.out);
+    shutdown(fds[0], SHUT_WR); /* as the worker's FCGX_Finish_r closes it */
+    char chunk[256];
+    ssize_t n;
+    while ((n = read(fds[1], chunk, sizeof chunk)) > 0) ccp_buf_append(&sv->cut, chunk, (size_t)n);
+    close(fds[0]);
+    close(fds[1]);
+    unit_io_free(&u);
+    ccp_adapters_free(adapters);
+    ccp_buf_free(&err);
+    const char *data = ccp_buf_cstr(&sv->out);
+    const char *end = strstr(data, "\r\n\r\n");
+    assert_non_null(end);
+    sv->body = end + 4;
+}
+
+static void served_free(served *sv)
+{
+    ccp_buf_free(&sv->out);
+    ccp_buf_free(&sv->cut);
+}
+
+static size_t body_len(const served *sv)
+{
+    return sv->out.len - (size_t)(sv->body - sv->out.data);
+}
+
+static bool was_cut_off(const served *sv)
+{
+    static const unsigned char record[16] = {1, 11, 0, 0, 0, 8};
+    return sv->cut.len == sizeof record && memcmp(sv->cut.data, record, sizeof record) == 0;
+}
+
+static const char answer[] = "{\"id\":\"msg_1\",\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"Hello\"}]}";
+
+static void test_chunked_answer_is_held_and_sent_with_its_length(void **state)
+{
+    (void)state;
+    up_script = (script){.status = 200,
+                                        .headers = "content-type: application/json\nrequest-id: req_1",
+                                        .body = answer, .body_len = sizeof answer - 1, .piece = 7,
+                                        .result = CCP_UP_OK};
+    served sv;
+    serve(&sv);
+    char cl[64];
+    snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", sizeof answer - 1);
+    assert_true(strncmp(sv.out.data, "Status: 200 OK\r\n", 16) == 0);
+    assert_non_null(strstr(sv.out.data, cl));
+    assert_int_equal(unit_count_str(sv.out.data, "Content-Length"), 1);
+    assert_non_null(strstr(sv.out.data, "request-id: req_1\r\n"));
+    assert_string_equal(sv.body, answer);
+    assert_int_equal(sv.cut.len, 0);
+    served_free(&sv);
+}
+
+static void test_upstream_content_length_is_kept_once(void **state)
+{
+    (void)state;
+    char cl[64];
+    snprintf(cl, sizeof cl, "content-type: application/json\ncontent-length: %zu", sizeof answer - 1);
+    up_script = (script){.status = 200, .headers = cl, .body = answer, .body_len = sizeof answer - 1,
+                                        .piece = 10, .result = CCP_UP_OK};
+    served sv;
+    serve(&sv);
+    assert_int_equal(unit_count_str(sv.out.data, "Content-Length"), 1);
+    assert_int_equal(unit_count_str(sv.out.data, "content-length"), 0);
+    assert_string_equal(sv.body, answer);
+    served_free(&sv);
+}
+
+static void test_upstream_error_answer_passes_whole(void **state)
+{
+    (void)state;
+    static const char err[] = "{\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}";
+    up_script = (script){.status = 429, .headers = "content-type: application/json\nretry-after: 7",
+                                        .body = err, .body_len = sizeof err - 1, .piece = 5, .result = CCP_UP_OK};
+    served sv;
+    serve(&sv);
+    assert_true(strncmp(sv.out.data, "Status: 429 ", 12) == 0);
+    assert_non_null(strstr(sv.out.data, "retry-after: 7\r\n"));
+    assert_string_equal(sv.body, err);
+    served_free(&sv);
+}
+
+/* The upstream fails before the answer is complete: the client gets the
+ * dialect's error with its status, and none of the half answer. */
+static void test_incomplete_answer_becomes_the_error(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t sent;
+        ccp_upstream_result result;
+        const char *status;
+    } cases[] = {
+        {0, CCP_UP_TIMEOUT, "Status: 504 "},
+        {sizeof answer / 2, CCP_UP_TIMEOUT, "Status: 504 "},
+        {0, CCP_UP_BROKEN, "Status: 502 "},
+        {sizeof answer / 2, CCP_UP_BROKEN, "Status: 502 "},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        up_script = (script){.status = 200, .headers = "content-type: application/json",
+                                            .body = answer, .body_len = cases[i].sent, .piece = 3,
+                                            .result = cases[i].result};
+        served sv;
+        serve(&sv);
+        assert_true(strncmp(sv.out.data, cases[i].status, 12) == 0);
+        assert_int_equal(unit_count_str(sv.out.data, "Status: "), 1);
+        assert_non_null(strstr(sv.out.data, "Content-Type: application/json\r\n"));
+        assert_true(strncmp(sv.body, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\"", 43) == 0);
+        assert_null(strstr(sv.out.data, "msg_1"));
+        assert_int_equal(sv.cut.len, 0);
+        served_free(&sv);
+    }
+}
+
+/* Too big to hold: the first HOLD_MAX bytes wait, then everything streams;
+ * a failure after that cuts the response off. */
+static void test_answer_over_the_cap_streams_and_is_cut_off_on_failure(void **state)
+{
+    (void)state;
+    static const ccp_upstream_result results[] = {CCP_UP_BROKEN, CCP_UP_TIMEOUT};
+    for (size_t i = 0; i < UNIT_COUNT(results); i++) {
+        up_script = (script){.status = 200, .headers = "content-type: application/json",
+                                            .body = "{\"big\":\"", .body_len = 8,
+                                            .filler = HOLD_MAX + 100000, .result = results[i]};
+        served sv;
+        serve(&sv);
+        assert_true(strncmp(sv.out.data, "Status: 200 OK\r\n", 16) == 0);
+        assert_null(strstr(sv.out.data, "Content-Length"));
+        assert_int_equal(body_len(&sv), 8 + HOLD_MAX + 100000);
+        assert_true(was_cut_off(&sv));
+        served_free(&sv);
+    }
+}
+
+static void test_answer_over_the_cap_completes(void **state)
+{
+    (void)state;
+    char hdr[128];
+    snprintf(hdr, sizeof hdr, "content-type: application/json\ncontent-length: %zu", 8 + HOLD_MAX + 1);
+    up_script = (script){.status = 200, .headers = hdr, .body = "{\"big\":\"", .body_len = 8,
+                                        .filler = HOLD_MAX + 1, .result = CCP_UP_OK};
+    served sv;
+    serve(&sv);
+    char cl[64];
+    snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", 8 + HOLD_MAX + 1);
+    assert_non_null(strstr(sv.out.data, cl));
+    assert_int_equal(body_len(&sv), 8 + HOLD_MAX + 1);
+    assert_int_equal(sv.cut.len, 0);
+    served_free(&sv);
+}
+
+/* Exactly the cap still fits: held, sent with its length. */
+static void test_answer_at_the_cap_is_held(void **state)
+{
+    (void)state;
+    up_script = (script){.status = 200, .headers = "content-type: application/json",
+                                        .body = "", .body_len = 0, .filler = HOLD_MAX, .result = CCP_UP_BROKEN};
+    served sv;
+    serve(&sv);
+    assert_true(strncmp(sv.out.data, "Status: 502 ", 12) == 0);
+    served_free(&sv);
+}
+
+/* A stream keeps its way of failing: the events, then the error event, a clean end. */
+static void test_stream_failure_still_ends_with_the_error_event(void **state)
+{
+    (void)state;
+    static const char events[] = "event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: ping\ndata: {";
+    up_script = (script){.status = 200, .headers = "content-type: text/event-stream",
+                                        .body = events, .body_len = sizeof events - 1, .piece = 9,
+                                        .result = CCP_UP_BROKEN};
+    served sv;
+    serve(&sv);
+    assert_true(strncmp(sv.out.data, "Status: 200 OK\r\n", 16) == 0);
+    assert_true(strncmp(sv.body, "event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: error\n", 66) == 0);
+    assert_int_equal(sv.cut.len, 0);
+    served_free(&sv);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chunked_answer_is_held_and_sent_with_its_length),
+        cmocka_unit_test(test_upstream_content_length_is_kept_once),
+        cmocka_unit_test(test_upstream_error_answer_passes_whole),
+        cmocka_unit_test(test_incomplete_answer_becomes_the_error),
+        cmocka_unit_test(test_answer_over_the_cap_streams_and_is_cut_off_on_failure),
+        cmocka_unit_test(test_answer_over_the_cap_completes),
+        cmocka_unit_test(test_answer_at_the_cap_is_held),
+        cmocka_unit_test(test_stream_failure_still_ends_with_the_error_event),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
