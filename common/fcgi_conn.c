@@ -11,6 +11,7 @@
 #define FCGI_VERSION_1 1
 #define FCGI_END_REQUEST 3
 #define FCGI_STDOUT 6
+#define FCGI_UNKNOWN_TYPE 11
 #define FCGI_MAX_CONTENT 65535
 /* An emptied output buffer keeps at most this much capacity: an idle
  * stream should not hold the memory of its largest event. */
@@ -120,6 +121,20 @@ static void conn_end(ccp_io *io)
     queue_record(c, FCGI_END_REQUEST, end_body, sizeof end_body);
 }
 
+/* See ccp_response_abort for why: a record no request stream may carry
+ * (nginx cuts its client off), then no FCGI_END_REQUEST and a shut-down
+ * socket (lighttpd takes it for a dead backend). It queues behind what is
+ * pending, so it starts on a record boundary. */
+static void conn_abort(ccp_io *io)
+{
+    ccp_fcgi_conn *c = io->ctx;
+    if (c->ended) return;
+    c->ended = c->aborted = true;
+    static const char unknown_type_body[8] = {0};
+    queue_record(c, FCGI_UNKNOWN_TYPE, unknown_type_body, sizeof unknown_type_body);
+    conn_flush(io);
+}
+
 static int conn_read(ccp_io *io, char *buf, int n)
 {
     ccp_fcgi_conn *c = io->ctx;
@@ -153,6 +168,7 @@ static void conn_close(ccp_io *io)
 {
     ccp_fcgi_conn *c = io->ctx;
     ccp_fcgi_conn_input_done(c);
+    if (c->aborted) shutdown(c->fd, SHUT_RDWR);
     close(c->fd);
     ccp_buf_free(&c->out);
     free(c);
@@ -178,6 +194,7 @@ ccp_fcgi_conn *ccp_fcgi_conn_accept(int listen_fd, int *rc)
         .pending = conn_pending,
         .input_done = conn_input_done,
         .end = conn_end,
+        .abort = conn_abort,
         .close = conn_close,
         .hangup_fd = c->fd,
         .hangup_fd_readable = true,

@@ -28,7 +28,8 @@ typedef struct ccp_fcgi_conn {
     ccp_buf out;    /* framed records not yet sent */
     size_t out_off; /* sent bytes at the front of out */
     bool failed;    /* a send failed: the client is gone */
-    bool ended;
+    bool ended;     /* no record may follow (END_REQUEST or abort queued) */
+    bool aborted;   /* ended as broken: shut down, never END_REQUEST */
     bool input_released;
 } ccp_fcgi_conn;
 

@@ -453,9 +453,13 @@ void ccp_response_abort(ccp_response *res)
      * libfcgi's FCGI_END_REQUEST, which lighttpd takes for a dead backend
      * and cuts its client off. Every earlier write was flushed, so the
      * record starts on a record boundary. */
+    res->client_gone = true;
+    if (res->io->abort) {
+        res->io->abort(res->io); /* a transport with a queue puts it in line */
+        return;
+    }
     static const unsigned char unknown_type[16] = {1, 11, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     int fd = res->io->hangup_fd;
-    res->client_gone = true;
     if (fd < 0 || !res->io->hangup_fd_readable) return;
     (void)send(fd, unknown_type, sizeof unknown_type, MSG_NOSIGNAL); /* fails only if already gone */
     shutdown(fd, SHUT_RDWR);

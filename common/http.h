@@ -65,6 +65,8 @@ typedef struct ccp_io {
     size_t (*pending)(struct ccp_io *io);
     void (*input_done)(struct ccp_io *io);
     void (*end)(struct ccp_io *io);
+    /* Optional: ends the response as broken (ccp_response_abort). */
+    void (*abort)(struct ccp_io *io);
     void (*close)(struct ccp_io *io);
     /* Watched for hang-up (and writability); -1 when unknown. */
     int hangup_fd;
