@@ -6,6 +6,7 @@
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <strings.h>
 
@@ -365,7 +366,7 @@ int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err
 
     cfg->http_timeout_ms = get_seconds_ms(&src, "HTTP_TIMEOUT", 600, 0.1, 86400);
     cfg->http_connect_timeout_ms = get_seconds_ms(&src, "HTTP_CONNECT_TIMEOUT", 10, 0.1, 600);
-    cfg->http_max_keepalive = get_long(&src, "HTTP_MAX_KEEPALIVE", 20, 0, 10000);
+    cfg->http_max_keepalive = get_long(&src, "HTTP_MAX_KEEPALIVE", 256, 0, 10000);
     cfg->http_max_connections = get_long(&src, "HTTP_MAX_CONNECTIONS", 8192, 1, 1000000);
     cfg->http_keepalive_expiry_s = (get_seconds_ms(&src, "HTTP_KEEPALIVE_EXPIRY", 30, 1, 86400) + 999) / 1000;
 
@@ -385,7 +386,10 @@ int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err
      * stream ceiling is its own number. The seed's HTTP_MAX_CONNECTIONS
      * meant the same (transfers at once) and stays its default. */
     cfg->max_streams = (int)get_long(&src, "MAX_STREAMS", cfg->http_max_connections, 1, 1000000);
-    cfg->worker_threads = (int)get_long(&src, "WORKER_THREADS", 64, 1, 4096);
+    /* One event loop per CPU carries any number of streams; more loops
+     * than CPUs only add switching. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->worker_threads = (int)get_long(&src, "WORKER_THREADS", cpus > 0 ? cpus : 1, 1, 4096);
     cfg->worker_stack_kb = (int)get_long(&src, "WORKER_STACK_KB", 256, 64, 65536);
     cfg->shutdown_grace_s = (int)get_long(&src, "SHUTDOWN_GRACE", 30, 0, 86400);
 

@@ -320,6 +320,12 @@ void ccp_request_free(ccp_request *r)
 
 /* ---- response ---------------------------------------------------------- */
 
+void ccp_io_finish(ccp_io *io)
+{
+    if (io->end) io->end(io);
+    if (io->release) io->release(io);
+}
+
 const char *ccp_http_reason(int status)
 {
     switch (status) {

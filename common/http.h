@@ -47,34 +47,45 @@ const char *ccp_headers_get(const ccp_headers *h, const char *name);
 const char *ccp_headers_get_folded(const ccp_headers *h, const char *name);
 void ccp_headers_free(ccp_headers *h);
 
+/* What a transport tells the transfer carrying its request. */
+typedef enum {
+    CCP_IO_GONE,     /* the client left (hang-up, abort, failed send) */
+    CCP_IO_WRITABLE, /* pending output went down: more may be written */
+} ccp_io_event;
+
 /* The transport of one request. read returns bytes read, 0 at end, -1 on
- * error; it may block, and is only used before the request is handed to
- * the upstream loop. write takes the bytes (sending what the socket takes
- * now, keeping the rest pending) and flush sends more of what is pending;
- * neither blocks on a slow client. Both return 0, or -1 once the client is
- * gone. pending (NULL: always 0) tells how much is still to be sent;
- * input_done (optional) says the request has been read, so the transport
- * may free its input side (envp and read are gone after it); end
- * (optional) marks the response complete; close (optional) releases the
- * transport, after which io is gone. */
+ * error (the body is read before anything goes upstream). write takes the
+ * bytes (sending what the socket takes now, keeping the rest pending) and
+ * flush sends more of what is pending; neither blocks on a slow client.
+ * Both return 0, or -1 once the client is gone. pending (NULL: always 0)
+ * tells how much is still to be sent. end (optional) marks the response
+ * complete, abort (optional) marks it broken (ccp_response_abort); release
+ * (optional) says the exchange is done with io: the transport delivers what
+ * is pending and then closes or reuses its connection; io is gone after it.
+ * on_client is set by whoever carries the request upstream, and called by
+ * the transport with a ccp_io_event. */
 typedef struct ccp_io {
-    char **envp; /* the CGI parameters; valid only until the body is read */
+    char **envp; /* the CGI parameters */
     int (*read)(struct ccp_io *io, char *buf, int n);
     int (*write)(struct ccp_io *io, const char *p, size_t n);
     int (*flush)(struct ccp_io *io);
     size_t (*pending)(struct ccp_io *io);
-    void (*input_done)(struct ccp_io *io);
     void (*end)(struct ccp_io *io);
-    /* Optional: ends the response as broken (ccp_response_abort). */
     void (*abort)(struct ccp_io *io);
-    void (*close)(struct ccp_io *io);
-    /* Watched for hang-up (and writability); -1 when unknown. */
+    void (*release)(struct ccp_io *io);
+    void (*on_client)(void *ctx, ccp_io_event event);
+    void *on_client_ctx;
+    /* For a transport without its own watching (plain CGI): polled for
+     * hang-up by the loop; -1 when unknown. */
     int hangup_fd;
     /* True when hangup_fd is the connection to the web server (readable at
      * EOF); false for a CGI stdout pipe, which only reports POLLERR. */
     bool hangup_fd_readable;
     void *ctx;
 } ccp_io;
+
+/* The exchange is over: end the response and hand io back. */
+void ccp_io_finish(ccp_io *io);
 
 typedef struct ccp_request {
     ccp_io *io;

@@ -27,8 +27,10 @@ typedef struct exchange {
     ccp_client_key key;
     char key_fp[CCP_FINGERPRINT_LEN + 1];
     const ccp_adapter *adapter;
-    json_object *body;
-    const char *model;
+    json_object *body;  /* the parsed request; freed once it is adapted */
+    bool body_parsed;
+    ccp_buf upstream_body; /* the adapted body, when the steps changed it */
+    char *model;
     int stream;
     int message_count;
 
@@ -265,6 +267,7 @@ static bool parse_body(exchange *x)
         return false;
     }
     x->body = obj;
+    x->body_parsed = true;
     return true;
 }
 
@@ -273,7 +276,7 @@ static bool check_body(exchange *x)
     unsigned checks = x->route->body_checks;
     json_object *v;
     if (json_object_object_get_ex(x->body, "model", &v) && json_object_is_type(v, json_type_string))
-        x->model = json_object_get_string(v);
+        x->model = ccp_xstrdup(json_object_get_string(v));
     if (json_object_object_get_ex(x->body, "stream", &v))
         x->stream = json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v) : -1;
     else
@@ -553,11 +556,19 @@ static bool relay(exchange *x)
     }
     if (t.body_changed && x->body) {
         size_t n;
-        body = json_object_to_json_string_length(x->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                                 &n);
+        const char *adapted = json_object_to_json_string_length(
+            x->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+        ccp_buf_append(&x->upstream_body, adapted, n);
+        body = x->upstream_body.data;
         body_len = n;
         ccp_headers_set(up_headers, "content-type", "application/json");
+        /* Test logs show what the client sent; nothing else reads it now. */
+        if (cfg->environment != CCP_ENV_TEST) ccp_buf_free(&x->req.body);
     }
+    /* An open stream keeps only the bytes it sends: the tree is most of a
+     * request's memory, and thousands of streams may be open. */
+    json_object_put(x->body);
+    x->body = NULL;
 
     ccp_buf_free(&err);
     /* The loop copies the URL and header lines: both die here, and x may
@@ -660,7 +671,7 @@ static void log_exchange(exchange *x)
         .method = x->req.method,
         .path = x->req.path,
         .model = x->model,
-        .stream = x->body ? x->stream : -1,
+        .stream = x->body_parsed ? x->stream : -1,
         .message_count = x->message_count,
         .user_agent = ccp_request_header(&x->req, "user-agent"),
         .status = x->log_status,
@@ -677,14 +688,15 @@ static void log_exchange(exchange *x)
     ccp_log_request(&l);
 }
 
-/* The one end of every exchange: log it, free it, and let the loop deliver
- * what the client has not taken yet. */
+/* The one end of every exchange: log it, free it, and hand the transport
+ * back (it delivers what the client has not taken yet). */
 static void finish(exchange *x)
 {
     log_exchange(x);
     ccp_io *io = x->io;
-    ccp_upstream *up = x->up;
     json_object_put(x->body);
+    ccp_buf_free(&x->upstream_body);
+    free(x->model);
     ccp_sse_framer_free(&x->framer);
     ccp_sse_event_free(&x->event);
     json_object_put(x->agg.result);
@@ -697,7 +709,7 @@ static void finish(exchange *x)
     ccp_headers_free(&x->cors);
     ccp_request_free(&x->req);
     free(x);
-    ccp_upstream_finish_client(up, io);
+    ccp_io_finish(io);
 }
 
 static exchange *exchange_new(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io, ccp_request_status *st)

@@ -55,9 +55,9 @@ typedef struct ccp_runtime {
     const ccp_adapters *adapters;
 } ccp_runtime;
 
-/* Serves one request on io. Returns once the request is answered or its
- * transfer is running on the loop of up; either way io belongs to up from
- * then on (ccp_upstream_finish_client), and the caller must not touch it. */
+/* Serves one request on io, on the thread of up's loop. Returns once the
+ * request is answered or its transfer is running on up; the exchange ends
+ * with ccp_io_finish(io), which may come before this returns. */
 void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io);
 
 /* Answers io at once with the dialect's 503 and Retry-After: a limit

@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fcgiapp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -18,6 +20,7 @@
 
 #include "clock.h"
 #include "fcgi_conn.h"
+#include "loop.h"
 #include "log.h"
 #include "version.h"
 
@@ -56,6 +59,11 @@ static int cgi_flush(ccp_io *io)
     return 0;
 }
 
+static bool cgi_idle(void *ctx)
+{
+    return ccp_upstream_running(ctx) == 0;
+}
+
 static int serve_cgi(const ccp_runtime *rt)
 {
     ccp_io io = {
@@ -66,136 +74,133 @@ static int serve_cgi(const ccp_runtime *rt)
         .hangup_fd = STDOUT_FILENO,
         .hangup_fd_readable = false,
     };
-    ccp_upstream *up = ccp_upstream_new(rt->cfg);
-    if (!up) return 1;
+    ccp_loop *loop = ccp_loop_new();
+    ccp_upstream *up = loop ? ccp_upstream_new(rt->cfg, loop) : NULL;
+    if (!up) {
+        ccp_loop_free(loop);
+        return 1;
+    }
     ccp_relay_serve(rt, up, &io);
-    ccp_upstream_loop(up, true);
+    /* One request: the loop returns when its transfer (if any) is done. */
+    ccp_loop_stop(loop);
+    ccp_loop_run(loop, cgi_idle, up);
     ccp_upstream_free(up);
+    ccp_loop_free(loop);
     return 0;
 }
 
-/* ---- FastCGI: preparing threads and the loop ------------------------------
+/* ---- FastCGI: one event loop per thread -------------------------------------
  *
- * Preparing threads accept a request, read it, and run everything up to
- * the upstream call (routing, auth, adapters); then the loop thread carries
- * the transfer. The pool is elastic: a thread is started whenever the last
- * free one takes a request, up to WORKER_THREADS, and one idle for a while
- * ends, so an idle responder stays small and a burst never waits for a
- * thread busy with a stream. */
+ * Each worker thread runs one loop that accepts connections from the
+ * shared listen socket (EPOLLEXCLUSIVE: one loop woken per connection),
+ * reads their requests, prepares them (routing, auth, adapters) and carries
+ * their upstream transfers: a request never changes threads, and nothing
+ * on its path takes a lock. Past the stream ceiling a request gets a fast
+ * 503, never a silent wait. */
 
-#define MIN_THREADS 2
-#define IDLE_RETIRE_S 30
-/* Descriptors kept back from the stream ceiling: the listen socket, the
+/* Descriptors kept back from the stream ceiling: the listen socket, each
  * loop's epoll and eventfd, the resolver, logs. */
 #define FD_RESERVE 64
+/* Accepts per wake-up, so one loop does not take a whole burst. */
+#define ACCEPT_BATCH 32
+/* After EMFILE/ENFILE a loop stops accepting this long (else the level-
+ * triggered listen socket would spin it). */
+#define ACCEPT_PAUSE_MS 100
+
+typedef struct worker {
+    pthread_t thread;
+    ccp_loop *loop;
+    ccp_upstream *up;
+    ccp_fcgi_host host;
+    ccp_watch listen;
+    long long accept_paused_until;
+    bool stopped_accepting;
+    atomic_bool forced; /* the grace is over: exit with connections open */
+} worker;
 
 static struct {
     const ccp_runtime *rt;
-    ccp_upstream *up;
-    pthread_attr_t attr;
-    pthread_mutex_t accept_lock;
-    pthread_mutex_t lock; /* guards threads, busy */
-    pthread_cond_t changed;
-    int threads, busy;
-    int max_threads;
+    worker *workers;
+    int count;
     int max_streams;
-    const char *stream_limit_name; /* which limit max_streams is */
-    atomic_int stopping;
-} pool = {
-    .accept_lock = PTHREAD_MUTEX_INITIALIZER,
-    .lock = PTHREAD_MUTEX_INITIALIZER,
-    .changed = PTHREAD_COND_INITIALIZER,
-};
+    const char *stream_limit_name;
+} pool;
 
-static void *preparer(void *arg);
-
-/* Called with pool.lock held. */
-static bool start_thread_locked(void)
+static int answering_now(void)
 {
-    pthread_t t;
-    pool.threads++;
-    if (pthread_create(&t, &pool.attr, preparer, NULL) != 0) {
-        pool.threads--;
-        return false;
-    }
-    return true;
+    int n = 0;
+    for (int i = 0; i < pool.count; i++) n += atomic_load(&pool.workers[i].host.busy);
+    return n;
 }
 
-/* Waits for the accept slot; false when this thread should end instead
- * (the service stops, or the pool has idle threads to spare). */
-static bool take_accept_slot(void)
+static void on_request(void *ctx, ccp_io *io)
 {
-    for (;;) {
-        if (atomic_load(&pool.stopping)) return false;
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += IDLE_RETIRE_S;
-        int rc = pthread_mutex_timedlock(&pool.accept_lock, &deadline);
-        if (rc == 0) {
-            if (!atomic_load(&pool.stopping)) return true;
-            pthread_mutex_unlock(&pool.accept_lock);
-            return false;
-        }
-        pthread_mutex_lock(&pool.lock);
-        bool spare = pool.threads - pool.busy > MIN_THREADS;
-        pthread_mutex_unlock(&pool.lock);
-        if (spare) return false;
-    }
+    worker *w = ctx;
+    /* busy counts this request already. */
+    if (answering_now() > pool.max_streams)
+        ccp_relay_refuse(pool.rt, w->up, io, pool.stream_limit_name,
+                         "this service carries its limit of %d requests at once (%s); retry shortly",
+                         pool.max_streams, pool.stream_limit_name);
+    else
+        ccp_relay_serve(pool.rt, w->up, io);
 }
 
-/* A request past the stream ceiling gets a fast 503: never a silent wait.
- * (At the thread ceiling a request waits in the listen queue only for
- * another to be prepared, which takes milliseconds, not a stream's life.) */
-static void serve_conn(ccp_fcgi_conn *c, int busy)
+static void on_listen(ccp_watch *lw, uint32_t events)
 {
-    const ccp_runtime *rt = pool.rt;
-    int open = ccp_upstream_open_count(pool.up);
-    if (open + busy > pool.max_streams) {
-        ccp_relay_refuse(rt, pool.up, &c->io, pool.stream_limit_name,
-                         "this service carries its limit of %d open streams (%s); retry shortly", pool.max_streams,
-                         pool.stream_limit_name);
-    } else {
-        ccp_relay_serve(rt, pool.up, &c->io);
-    }
-}
-
-static void *preparer(void *arg)
-{
-    (void)arg;
-    while (take_accept_slot()) {
-        int rc;
-        ccp_fcgi_conn *c = ccp_fcgi_conn_accept(0, &rc);
-        pthread_mutex_unlock(&pool.accept_lock);
-        if (!c) {
-            if (atomic_load(&pool.stopping)) break;
-            struct timespec ts = {0, 10 * 1000000L}; /* e.g. EMFILE: do not spin */
-            nanosleep(&ts, NULL);
+    (void)events;
+    worker *w = lw->ctx;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(lw->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            ccp_fcgi_conn_open(&w->host, fd);
             continue;
         }
-        pthread_mutex_lock(&pool.lock);
-        int busy = ++pool.busy;
-        if (pool.busy == pool.threads && pool.threads < pool.max_threads) start_thread_locked();
-        pthread_mutex_unlock(&pool.lock);
-
-        serve_conn(c, busy);
-
-        pthread_mutex_lock(&pool.lock);
-        pool.busy--;
-        pthread_mutex_unlock(&pool.lock);
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            ccp_log_event(CCP_LOG_ERROR, "limit_reached",
+                          "cannot accept a connection: %s (open files: raise LimitNOFILE / ulimit -n, or lower "
+                          "MAX_STREAMS); pausing accepts for %d ms",
+                          strerror(errno), ACCEPT_PAUSE_MS);
+            ccp_loop_unwatch(w->loop, lw);
+            w->accept_paused_until = ccp_now_ms() + ACCEPT_PAUSE_MS;
+        }
+        return; /* EAGAIN: another loop took it, or none left */
     }
-    /* OpenSSL keeps per-thread state (its error queue) until told. */
-    OPENSSL_thread_stop();
-    pthread_mutex_lock(&pool.lock);
-    pool.threads--;
-    pthread_cond_broadcast(&pool.changed);
-    pthread_mutex_unlock(&pool.lock);
-    return NULL;
 }
 
-static void *loop_thread(void *arg)
+/* The worker's timer: resumes accepting, and on stop lets go of the
+ * listen socket and of idle kept connections. */
+static long worker_tick(void *ctx)
 {
-    ccp_upstream_loop(arg, false);
-    OPENSSL_thread_stop();
+    worker *w = ctx;
+    if (ccp_loop_stopping(w->loop)) {
+        if (!w->stopped_accepting) {
+            w->stopped_accepting = true;
+            ccp_loop_unwatch(w->loop, &w->listen);
+        }
+        ccp_fcgi_close_idle(&w->host);
+        return -1;
+    }
+    if (w->accept_paused_until) {
+        long long left = w->accept_paused_until - ccp_now_ms();
+        if (left > 0) return (long)left;
+        w->accept_paused_until = 0;
+        ccp_loop_watch(w->loop, &w->listen, EPOLLIN | EPOLLEXCLUSIVE);
+    }
+    return -1;
+}
+
+static bool worker_idle(void *ctx)
+{
+    worker *w = ctx;
+    return atomic_load(&w->host.busy) == 0 && (w->host.open == 0 || atomic_load(&w->forced));
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    ccp_loop_run(w->loop, worker_idle, w);
+    OPENSSL_thread_stop(); /* OpenSSL keeps per-thread state until told */
     return NULL;
 }
 
@@ -204,7 +209,7 @@ static void *loop_thread(void *arg)
  * one. */
 static void size_limits(const ccp_config *cfg)
 {
-    struct rlimit rl;
+    struct rlimit rl = {0};
     long fds = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         if (rl.rlim_cur < rl.rlim_max) {
@@ -223,25 +228,36 @@ static void size_limits(const ccp_config *cfg)
         pool.stream_limit_name = "the open-files limit, RLIMIT_NOFILE";
     }
     ccp_log_event(CCP_LOG_INFO, "limits",
-                  "open files: %ld (the hard limit); streams at once: %d (by %s); request threads: up to %d", fds,
-                  pool.max_streams, pool.stream_limit_name, pool.max_threads);
+                  "open files: %ld (raised to the hard limit); requests at once: %d (by %s); event loops: %d", fds,
+                  pool.max_streams, pool.stream_limit_name, pool.count);
 }
 
-static int active_work(void)
+static bool start_worker(worker *w, const ccp_runtime *rt, size_t stack)
 {
-    pthread_mutex_lock(&pool.lock);
-    int busy = pool.busy;
-    pthread_mutex_unlock(&pool.lock);
-    return busy + ccp_upstream_open_count(pool.up);
+    w->loop = ccp_loop_new();
+    w->up = w->loop ? ccp_upstream_new(rt->cfg, w->loop) : NULL;
+    if (!w->up) return false;
+    w->host = (ccp_fcgi_host){
+        .loop = w->loop,
+        .body_max = rt->cfg->max_body_bytes,
+        .params_max = 1u << 20,
+        .on_request = on_request,
+        .ctx = w,
+    };
+    w->listen = (ccp_watch){.fd = 0, .fn = on_listen, .ctx = w};
+    if (ccp_loop_watch(w->loop, &w->listen, EPOLLIN | EPOLLEXCLUSIVE) != 0) return false;
+    ccp_loop_on_tick(w->loop, worker_tick, w);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, stack);
+    int rc = pthread_create(&w->thread, &attr, worker_main, w);
+    pthread_attr_destroy(&attr);
+    return rc == 0;
 }
 
 /* Returns the exit status; *cut_off counts requests still running at exit. */
 static int serve_fastcgi(const ccp_runtime *rt, int *cut_off)
 {
-    if (FCGX_Init() != 0) {
-        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "FCGX_Init failed");
-        return 1;
-    }
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -249,17 +265,13 @@ static int serve_fastcgi(const ccp_runtime *rt, int *cut_off)
     sigaddset(&sigs, SIGHUP);
     /* Threads inherit the mask: only this thread receives the signals. */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    /* Every loop accepts from it; one that finds nothing must not block. */
+    fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
 
     pool.rt = rt;
-    pool.max_threads = rt->cfg->worker_threads;
-    pool.up = ccp_upstream_new(rt->cfg);
-    if (!pool.up) {
-        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "the event loop could not be created: %s", strerror(errno));
-        return 1;
-    }
+    pool.count = rt->cfg->worker_threads;
+    pool.workers = ccp_xcalloc((size_t)pool.count, sizeof *pool.workers);
     size_limits(rt->cfg);
-
-    pthread_attr_init(&pool.attr);
     size_t stack = (size_t)rt->cfg->worker_stack_kb * 1024;
 #if defined(__SANITIZE_ADDRESS__)
     stack *= 4; /* ASan's redzones need room */
@@ -268,46 +280,48 @@ static int serve_fastcgi(const ccp_runtime *rt, int *cut_off)
     stack *= 4;
 #endif
 #endif
-    pthread_attr_setstacksize(&pool.attr, stack);
-    pthread_attr_setdetachstate(&pool.attr, PTHREAD_CREATE_DETACHED);
-    pthread_t loop;
-    if (pthread_create(&loop, NULL, loop_thread, pool.up) != 0) {
-        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "the event loop thread could not be started");
+    int started = 0;
+    for (int i = 0; i < pool.count; i++) {
+        if (!start_worker(&pool.workers[i], rt, stack)) {
+            ccp_log_event(CCP_LOG_ERROR, "startup_failed", "event loop %d could not be started: %s", i,
+                          strerror(errno));
+            break;
+        }
+        started++;
+    }
+    if (started < pool.count) {
+        for (int i = 0; i < started; i++) ccp_loop_stop(pool.workers[i].loop);
+        for (int i = 0; i < started; i++) pthread_join(pool.workers[i].thread, NULL);
         return 1;
     }
-    pthread_mutex_lock(&pool.lock);
-    int want = pool.max_threads < MIN_THREADS ? pool.max_threads : MIN_THREADS;
-    for (int i = 0; i < want; i++) start_thread_locked();
-    int started = pool.threads;
-    pthread_mutex_unlock(&pool.lock);
-    if (started == 0) {
-        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "no request thread could be started");
-        return 1;
-    }
-    ccp_log_event(CCP_LOG_INFO, "listening",
-                  "serving FastCGI on fd 0: one event loop for the streams, %d to %d request threads", started,
-                  pool.max_threads);
+    ccp_log_event(CCP_LOG_INFO, "listening", "serving FastCGI on fd 0 with %d event loops", started);
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    atomic_store(&pool.stopping, 1);
-    FCGX_ShutdownPending();
-    /* Wakes the thread blocked in accept(2); running requests go on. */
-    shutdown(0, SHUT_RDWR);
     ccp_log_event(CCP_LOG_INFO, "stopping", "signal %d: no new requests; waiting up to %d s for running ones", sig,
                   rt->cfg->shutdown_grace_s);
+    for (int i = 0; i < pool.count; i++) ccp_loop_stop(pool.workers[i].loop);
 
     long long deadline = ccp_now_ms() + (long long)rt->cfg->shutdown_grace_s * 1000;
     int left;
-    while ((left = active_work()) > 0 && ccp_now_ms() < deadline) {
+    while ((left = answering_now()) > 0 && ccp_now_ms() < deadline) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
     if (left) ccp_log_event(CCP_LOG_WARNING, "stopped", "%d requests still running were cut off", left);
     else ccp_log_event(CCP_LOG_INFO, "stopped", "all requests finished");
-    ccp_upstream_stop(pool.up);
-    pthread_join(loop, NULL);
-    *cut_off = left;
+    /* The cut-off ones end as if their clients had left (logged 499). */
+    for (int i = 0; i < pool.count; i++) {
+        atomic_store(&pool.workers[i].forced, true);
+        ccp_upstream_cancel_all(pool.workers[i].up);
+    }
+    for (int i = 0; i < pool.count; i++) pthread_join(pool.workers[i].thread, NULL);
+    for (int i = 0; i < pool.count; i++) {
+        ccp_upstream_free(pool.workers[i].up);
+        ccp_loop_free(pool.workers[i].loop);
+    }
+    free(pool.workers);
+    *cut_off = 0;
     return 0;
 }
 

@@ -1,17 +1,16 @@
-/* upstream: every transfer of a process, driven by one event loop.
+/* upstream: the upstream transfers of one event loop (ccp_loop).
  *
  * The transfer's whole life cycle lives behind this interface (start, relay
  * chunks, notice the client leaving, cancel, finish) so handlers and
- * adapters do not know the execution model. As built: one thread runs an
- * epoll loop that drives every upstream transfer through curl's
- * multi_socket interface and watches every client connection for hang-up
- * and writability, so an open stream costs a few kilobytes of heap and two
- * file descriptors, not a thread. One curl multi handle means one connection
- * cache for the whole process.
+ * adapters do not know the execution model. As built: curl's multi_socket
+ * interface on the loop's epoll drives every transfer, so an open stream
+ * costs a few kilobytes of heap and two file descriptors, not a thread. One
+ * curl multi handle per loop is one connection cache per loop; DNS and TLS
+ * sessions are shared by all loops of the process.
  *
- * Threads: ccp_upstream_start and ccp_upstream_finish_client may be called
- * from any thread; every sink callback runs on the loop thread. Once a
- * transfer is started its sink context belongs to the loop until on_done.
+ * Threads: everything runs on the loop's thread, except
+ * ccp_upstream_cancel_all, which any thread may call. Once a transfer is
+ * started its sink context belongs to it until on_done.
  *
  * Timeouts: a connect timeout, and an idle timeout between bytes
  * (HTTP_TIMEOUT); never a cap on a live stream's total length. */
@@ -24,23 +23,24 @@
 #include "config.h"
 #include "http.h"
 
+#include "loop.h"
+
 typedef struct ccp_upstream ccp_upstream;
 
-/* Process-wide set-up (curl_global_init). Call before threads start;
- * returns CCP_OK or CCP_ERR with a message in err. */
+/* Process-wide set-up (curl_global_init, the share handle). Call before
+ * threads start; returns CCP_OK or CCP_ERR with a message in err. */
 int ccp_upstream_global_init(ccp_buf *err);
 void ccp_upstream_global_cleanup(void);
 
-/* The loop (epoll, curl multi, wake-up eventfd); no thread yet. NULL when
- * the kernel refuses an epoll or eventfd descriptor. */
-ccp_upstream *ccp_upstream_new(const ccp_config *cfg);
-/* Runs the loop on the calling thread until ccp_upstream_stop, or, with
- * until_idle, until nothing is left to do (plain CGI: one request). */
-void ccp_upstream_loop(ccp_upstream *u, bool until_idle);
-/* Thread-safe: the loop returns once its current work is cancelled. */
-void ccp_upstream_stop(ccp_upstream *u);
-/* Call after the loop has returned. */
+/* The transfers of loop l. NULL when curl cannot make a multi handle. */
+ccp_upstream *ccp_upstream_new(const ccp_config *cfg, ccp_loop *l);
+/* After the loop has stopped. */
 void ccp_upstream_free(ccp_upstream *u);
+/* Thread-safe: every running transfer ends as CCP_UP_CLIENT_GONE at the
+ * loop's next turn (the end of a shutdown grace). */
+void ccp_upstream_cancel_all(ccp_upstream *u);
+/* Transfers running now. */
+int ccp_upstream_running(const ccp_upstream *u);
 
 typedef struct ccp_upstream_request {
     const char *method;
@@ -75,22 +75,17 @@ typedef struct ccp_upstream_sink {
      * names the upstream host, never a key), "" on success. The loop never
      * touches ctx afterwards. */
     void (*on_done)(void *ctx, ccp_upstream_result result, const ccp_upstream_stats *stats, const char *err);
-    /* The client's connection: watched for hang-up, and its pending output
-     * sent as the socket allows; the transfer pauses while much is pending,
-     * so a client that stops reading holds up only its own stream. */
+    /* The client's transport: the transfer hears through its on_client when
+     * the client leaves (it is cancelled) or drains its output; it pauses
+     * while much is pending, so a client that stops reading holds up only
+     * its own stream. A transport that cannot tell (plain CGI) is watched
+     * through its hangup_fd. */
     ccp_io *client;
 } ccp_upstream_sink;
 
-/* Hands a transfer to the loop; req is copied (its body pointer is not).
- * Returns CCP_OK, or CCP_ERR when the loop is stopping (nothing started). */
+/* Starts a transfer (on the loop's thread); req is copied (its body
+ * pointer is not). on_done may run before this returns. Returns CCP_OK, or
+ * CCP_ERR when the loop is stopping (nothing started, on_done not called). */
 int ccp_upstream_start(ccp_upstream *u, const ccp_upstream_request *req, const ccp_upstream_sink *sink);
-
-/* The exchange on client is over: the loop sends what is still pending on
- * it, then calls client->close. Thread-safe; client belongs to the loop
- * from here on. With u NULL, client is ended, flushed and closed at once. */
-void ccp_upstream_finish_client(ccp_upstream *u, ccp_io *client);
-
-/* Transfers and connections the loop is carrying now (for the limits). */
-int ccp_upstream_open_count(const ccp_upstream *u);
 
 #endif

@@ -118,7 +118,7 @@ nginx)
         sock_var=${s^^}_FCGI_SOCKET
         sock=${!sock_var}
         rm -f "$sock"
-        spawn-fcgi -n -s "$sock" -M 0660 -- "$bin/ccproxy-$s" &
+        spawn-fcgi -n -b 8192 -s "$sock" -M 0660 -- "$bin/ccproxy-$s" &
         pids+=($!)
         for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
     done

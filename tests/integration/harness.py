@@ -607,7 +607,7 @@ class Stack:
         if os.path.exists(self.sock):
             os.unlink(self.sock)
         self._stderr = open(self.stderr_path, "ab")
-        self.responder = Proc("responder", ["spawn-fcgi", "-n", "-s", self.sock, "-M", "0666",
+        self.responder = Proc("responder", ["spawn-fcgi", "-n", "-b", "8192", "-s", self.sock, "-M", "0666",
                                             "--", str(self.binary)],
                               env=self.responder_env(), cwd=self.dir,
                               stdout=self._stderr, stderr=self._stderr)

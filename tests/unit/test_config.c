@@ -5,6 +5,8 @@
  * every test starts from an environment with all config variables unset. */
 #include "unit.h"
 
+#include <unistd.h>
+
 #include <json-c/json.h>
 
 #include "../../common/config.h"
@@ -88,7 +90,7 @@ static void test_defaults_with_empty_environment(void **state)
     assert_int_equal(cfg.log_body_max_bytes, 4096);
     assert_int_equal(cfg.http_timeout_ms, 600000);
     assert_int_equal(cfg.http_connect_timeout_ms, 10000);
-    assert_int_equal(cfg.http_max_keepalive, 20);
+    assert_int_equal(cfg.http_max_keepalive, 256);
     assert_int_equal(cfg.http_max_connections, 8192);
     assert_int_equal(cfg.http_keepalive_expiry_s, 30);
     assert_string_equal(cfg.service_host, "127.0.0.1");
@@ -98,7 +100,7 @@ static void test_defaults_with_empty_environment(void **state)
     assert_int_equal(cfg.cors_count, 0);
     assert_false(cfg.cors_any);
     assert_int_equal(cfg.max_streams, 8192); /* follows HTTP_MAX_CONNECTIONS */
-    assert_int_equal(cfg.worker_threads, 64);
+    assert_int_equal(cfg.worker_threads, sysconf(_SC_NPROCESSORS_ONLN)); /* a loop per CPU */
     assert_int_equal(cfg.worker_stack_kb, 256);
     assert_int_equal(cfg.shutdown_grace_s, 30);
     assert_null(cfg.adapters_file);
@@ -118,7 +120,7 @@ static void test_max_streams_default_follows_max_connections(void **state)
     const char *const env[] = {"HTTP_MAX_CONNECTIONS=7", NULL};
     load_expect(&cfg, &err, env, CCP_OK);
     assert_int_equal(cfg.max_streams, 7);
-    assert_int_equal(cfg.worker_threads, 64);
+    assert_int_equal(cfg.worker_threads, sysconf(_SC_NPROCESSORS_ONLN));
     ccp_config_free(&cfg);
     const char *const both[] = {"HTTP_MAX_CONNECTIONS=7", "MAX_STREAMS=20000", NULL};
     load_expect(&cfg, &err, both, CCP_OK);

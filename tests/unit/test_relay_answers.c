@@ -56,8 +56,8 @@ static ccp_upstream_result play(const ccp_upstream_sink *sink, ccp_upstream_stat
     return up_script.result;
 }
 
-/* The two entry points relay.c uses; defined here, upstream.o is not
- * linked in. */
+/* The entry point relay.c uses; defined here, upstream.o is not linked
+ * in. */
 int ccp_upstream_start(ccp_upstream *u, const ccp_upstream_request *req, const ccp_upstream_sink *sink)
 {
     (void)u, (void)req;
@@ -69,12 +69,6 @@ int ccp_upstream_start(ccp_upstream *u, const ccp_upstream_request *req, const c
     return CCP_OK;
 }
 
-void ccp_upstream_finish_client(ccp_upstream *u, ccp_io *client)
-{
-    (void)u;
-    if (client->end) client->end(client);
-    if (client->close) client->close(client);
-}
 
 static const ccp_route relay_routes[] = {
     {"POST", "/v1/messages", CCP_ROUTE_RELAY,
