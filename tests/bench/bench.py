@@ -315,7 +315,8 @@ def first_event_ms(port, raw):
 
 
 def probe_ms(port, raw, n):
-    """n sequential exchanges on fresh connections; their times in ms, and the non-200 count."""
+    """n sequential exchanges on fresh connections: the times in ms of those answered 200, and
+    {what went wrong: count} for the others."""
     times, bad = [], {}
     for _ in range(n):
         t0 = time.perf_counter()
@@ -324,9 +325,10 @@ def probe_ms(port, raw, n):
             why = None if st == 200 else "status %d" % st
         except OSError as e:
             why = e.strerror or str(e)
-        times.append((time.perf_counter() - t0) * 1000)
         if why:
             bad[why] = bad.get(why, 0) + 1
+        else:
+            times.append((time.perf_counter() - t0) * 1000)
     return times, bad
 
 
@@ -427,7 +429,7 @@ def held_phase(name, port, n, a, ctx, mem_pids, probes, procs):
     r["probes"] = {}
     for pname, raw in probes:
         times, bad = probe_ms(port, raw, a.probe_samples)
-        r["probes"][pname] = (statistics.median(times), pct(times, 99), bad)
+        r["probes"][pname] = ((statistics.median(times), pct(times, 99)) if times else (None, None)) + (bad,)
     at_up2 = silent_stats(sport)["open"] - left
     r["at_upstream_after_probes"] = at_up2
     # Release: every client leaves; the upstream must see every transfer cancelled.
