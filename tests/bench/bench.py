@@ -467,12 +467,24 @@ end
 """
 
 
-def run_wrk(port, conns, duration, lua, cpu_groups):
-    """One wrk run; its figures, and the CPU seconds of each group of pids over it."""
+def run_wrk(port, conns, duration, lua, cpu_groups, watch=None):
+    """One wrk run; its figures, the CPU seconds of each group of pids over it, and the most
+    threads the process `watch` had while it ran."""
     cmd = ["wrk", "-t2", "-c%d" % conns, "-d%ds" % duration, "--latency", "-s", lua,
            "http://127.0.0.1:%d/v1/messages" % port]
     c0 = {k: cpu_s(p) for k, p in cpu_groups.items()}
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    wp = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    threads = 0
+    try:
+        while wp.poll() is None:
+            if watch:
+                threads = max(threads, int(proc_status(watch, "Threads")))
+            time.sleep(0.25)
+    finally:
+        if wp.poll() is None:
+            wp.kill()
+    stdout, stderr = wp.communicate()
+    out = subprocess.CompletedProcess(cmd, wp.returncode, stdout, stderr)
     c1 = {k: cpu_s(p) for k, p in cpu_groups.items()}
     m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
     if not m:
@@ -482,6 +494,7 @@ def run_wrk(port, conns, duration, lua, cpu_groups):
     r["errors"] = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
     r["cpu_ms"] = {k: (c1[k] - c0[k]) * 1000 / max(1, r["requests"]) for k in cpu_groups}
     r["cpu_total_ms"] = sum(r["cpu_ms"].values())
+    r["threads"] = threads
     return r
 
 
@@ -687,6 +700,8 @@ def main():
     ap.add_argument("--probe-samples", type=int, default=200, help="sequential probes per kind while streams are open")
     ap.add_argument("--window", type=int, default=64, help="streams waiting for their first event at once while opening")
     ap.add_argument("--open-timeout", type=float, default=60, help="seconds to open one set of streams")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an extra variable for the responder, e.g. LOG_LEVEL=error (repeatable; printed)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, configs)")
     a = ap.parse_args()
     t_start = time.monotonic()
@@ -736,6 +751,11 @@ def main():
         renv = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % cport, "SHUTDOWN_GRACE": "5"}
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         env.update(renv)
+        for kv in a.env:
+            k, eq, v = kv.partition("=")
+            if not eq or not k:
+                sys.exit("bench: --env wants NAME=VALUE, not %r" % kv)
+            env[k] = v
         resp_log = os.path.join(tmp, "responder.log")
         sp = procs.start("responder", ["spawn-fcgi", "-n", "-s", sock, "-M", "0660", "--", resp_bin],
                          env=env, cwd=tmp, stderr=open(resp_log, "wb"))
@@ -835,7 +855,7 @@ def main():
             for name, p in (("stack", port), ("baseline", bport)):
                 run_wrk(p, c, 2, lua, groups[name])  # warm-up
                 log("wrk: %s, %d connections, %d s" % (name, c, a.duration))
-                wrk[name][c] = r = run_wrk(p, c, a.duration, lua, groups[name])
+                wrk[name][c] = r = run_wrk(p, c, a.duration, lua, groups[name], rpid if name == "stack" else None)
                 log("  %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.3f ms/request"
                     % (r["rps"], r["p50"] / 1000, r["p99"] / 1000, r["errors"], r["cpu_total_ms"]))
         if sp.poll() is not None:
@@ -883,9 +903,10 @@ def main():
         for line in header:
             print(line)
         print("stack: one ccproxy-claude under spawn-fcgi, ENVIRONMENT=production LOG_LEVEL=info LOG_FORMAT=json "
-              "(the defaults; log to a file), MAX_STREAMS and WORKER_THREADS default; nginx %s workers, "
+              "(the defaults; log to a file), MAX_STREAMS and WORKER_THREADS default%s; nginx %s workers, "
               "worker_connections %s (scripts/render-nginx.sh; the baseline the same)"
-              % (ngset["worker_processes"], ngset["worker_connections"]))
+              % ((" (set by --env: %s)" % " ".join(a.env)) if a.env else "",
+                 ngset["worker_processes"], ngset["worker_connections"]))
         print("load: wrk -t2 -d%ds per run; POST /v1/messages, %d-byte CherryStudio body, %d-byte SSE answer (%d deltas)"
               % (a.duration, len(body), len(sse), sse.count("content_block_delta") // 2))
         print()
@@ -898,6 +919,9 @@ def main():
               "baseline and '+nginx', the nginx workers' sum. Probes: %d sequential fresh connections each, while "
               "the streams are open. Cancelled after: first client close to the silent upstream's last close."
               % (a.ttfb_samples, med[cport], a.probe_samples))
+        print("wrk: the responder ran at most %s threads (%s connections)" % (
+            ", ".join(str(wrk["stack"][c]["threads"]) for c in a.connections),
+            ", ".join(str(c) for c in a.connections)))
         for n in a.streams:
             s = held["stack"][n]
             print("streams %d: stack opened %d in %.1f s (failures: %s), %d at the upstream (%d after the probes); "
