@@ -241,6 +241,20 @@ def cpu_s(pids):
     return t / tck
 
 
+def machine_busy_s():
+    """CPU seconds the whole machine has spent busy (all CPUs, everyone)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s():
+    """This process's CPU and that of its reaped children (wrk)."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def rss_kb(pids):
     t = 0
     for pid in pids:
@@ -467,12 +481,14 @@ end
 """
 
 
-def run_wrk(port, conns, duration, lua, cpu_groups, watch=None):
-    """One wrk run; its figures, the CPU seconds of each group of pids over it, and the most
-    threads the process `watch` had while it ran."""
+def run_wrk(port, conns, duration, lua, cpu_groups, watch=None, ours_too=()):
+    """One wrk run; its figures, the CPU of each group of pids over it per request, the most
+    threads the process `watch` had while it ran, and the share of the machine's CPUs that
+    processes not ours (not in the groups, not ours_too, not this one or wrk) used meanwhile."""
     cmd = ["wrk", "-t2", "-c%d" % conns, "-d%ds" % duration, "--latency", "-s", lua,
            "http://127.0.0.1:%d/v1/messages" % port]
     c0 = {k: cpu_s(p) for k, p in cpu_groups.items()}
+    m0, o0, t0, u0 = machine_busy_s(), own_cpu_s(), time.monotonic(), cpu_s(ours_too)
     wp = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     threads = 0
     try:
@@ -486,6 +502,9 @@ def run_wrk(port, conns, duration, lua, cpu_groups, watch=None):
     stdout, stderr = wp.communicate()
     out = subprocess.CompletedProcess(cmd, wp.returncode, stdout, stderr)
     c1 = {k: cpu_s(p) for k, p in cpu_groups.items()}
+    m1, o1, t1, u1 = machine_busy_s(), own_cpu_s(), time.monotonic(), cpu_s(ours_too)
+    ours = sum(c1[k] - c0[k] for k in cpu_groups) + (o1 - o0) + (u1 - u0)
+    others = max(0.0, (m1 - m0) - ours) / (len(os.sched_getaffinity(0)) * (t1 - t0))
     m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
     if not m:
         raise RuntimeError("wrk failed: %s %s" % (out.stdout, out.stderr))
@@ -495,6 +514,7 @@ def run_wrk(port, conns, duration, lua, cpu_groups, watch=None):
     r["cpu_ms"] = {k: (c1[k] - c0[k]) * 1000 / max(1, r["requests"]) for k in cpu_groups}
     r["cpu_total_ms"] = sum(r["cpu_ms"].values())
     r["threads"] = threads
+    r["others"] = others  # the rest of the machine's load, as a share of all its CPUs
     return r
 
 
@@ -630,9 +650,9 @@ def machine_lines():
         pass
     git = cmd_out(["git", "-C", REPO, "describe", "--always", "--dirty"])
     return [
-        "machine: %d CPUs (nproc; %s), %s RAM, Linux %s, open files %d" % (
+        "machine: %d CPUs (nproc; %s), %s RAM, Linux %s, open files %d, load average %.2f at the start" % (
             len(os.sched_getaffinity(0)), model, mem, platform.release(),
-            resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
+            resource.getrlimit(resource.RLIMIT_NOFILE)[0], os.getloadavg()[0]),
         "versions: %s; %s; %s; %s; Python %s; cc-proxy %s" % (
             cmd_out(["nginx", "-v"], stderr=True).replace("nginx version: ", ""),
             cmd_out(["curl", "--version"]).split(" (")[0] + ", libcurl " + cmd_out(["curl-config", "--version"]).replace("libcurl ", ""),
@@ -735,7 +755,7 @@ def main():
             log(line)
         # ---- the silent upstream ------------------------------------------------
         spf = os.path.join(tmp, "silent.port")
-        procs.start("silent upstream", [sys.executable, os.path.join(HERE, "silent_upstream.py"),
+        silent = procs.start("silent upstream", [sys.executable, os.path.join(HERE, "silent_upstream.py"),
                                         "--port", "0", "--port-file", spf],
                     stderr=open(os.path.join(tmp, "silent.log"), "wb"))
         wait_for(lambda: os.path.exists(spf), 10, "the silent upstream")
@@ -851,11 +871,13 @@ def main():
                 'wrk.headers["%s"] = "%s"' % (k, v) for k, v in REQUEST_HEADERS)})
         wrk = {"stack": {}, "baseline": {}}
         groups = {"stack": {"responder": [rpid], "nginx": ng_pids}, "baseline": {"nginx": bng_pids}}
+        upstream_pids = [canned.pid] + children_of(canned.pid) + [silent.pid]
         for c in a.connections:
             for name, p in (("stack", port), ("baseline", bport)):
                 run_wrk(p, c, 2, lua, groups[name])  # warm-up
                 log("wrk: %s, %d connections, %d s" % (name, c, a.duration))
-                wrk[name][c] = r = run_wrk(p, c, a.duration, lua, groups[name], rpid if name == "stack" else None)
+                wrk[name][c] = r = run_wrk(p, c, a.duration, lua, groups[name], rpid if name == "stack" else None,
+                                           upstream_pids)
                 log("  %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.3f ms/request"
                     % (r["rps"], r["p50"] / 1000, r["p99"] / 1000, r["errors"], r["cpu_total_ms"]))
         if sp.poll() is not None:
@@ -875,6 +897,9 @@ def main():
             rows.append(("CPU per request, %d connections" % c, s["cpu_total_ms"], b["cpu_total_ms"], " ms"))
             rows.append(("  responder / nginx", "%.3f / %.3f" % (s["cpu_ms"]["responder"], s["cpu_ms"]["nginx"]),
                          "- / %.3f" % b["cpu_ms"]["nginx"]))
+        for c in a.connections:
+            rows.append(("others' CPU during wrk, %d connections" % c, "%.0f%%" % (wrk["stack"][c]["others"] * 100),
+                         "%.0f%%" % (wrk["baseline"][c]["others"] * 100)))
         errs = {k: sum(wrk[k][c]["errors"] for c in a.connections) for k in wrk}
         rows.append(("wrk errors (non-2xx, socket)", str(errs["stack"]), str(errs["baseline"])))
         rows.append(("added time to first event, median", med[port] - med[cport], med[bport] - med[cport], " ms"))
@@ -913,7 +938,7 @@ def main():
         print(table(rows))
         print()
         print("ratio: stack / baseline. CPU: utime+stime from /proc/<pid>/stat over the wrk run, responder + "
-              "nginx (master and workers) for the stack, nginx for the baseline, / requests. Added time to first event: median over %d "
+              "nginx (master and workers) for the stack, nginx for the baseline, / requests; others' CPU: what the rest of the machine used meanwhile (/proc/stat), a share of all CPUs (anything well above 0 makes the run noisy). Added time to first event: median over %d "
               "sequential fresh connections, minus the median directly to the canned upstream (%.3f ms). RSS per "
               "stream: Rss (smaps_rollup) with N open minus before opening (responder warm), / N; for the "
               "baseline and '+nginx', the nginx workers' sum. Probes: %d sequential fresh connections each, while "
