@@ -706,6 +706,13 @@ def table(rows):
 # --------------------------------------------------------------------------- main
 
 
+def cancel_note(r):
+    if r["cancel_s"] is None:
+        return "%d still open at the upstream 30 s after their clients left" % r.get("left_open", -1)
+    return "the clients closed within %.3f s, the upstream's last close %.3f s after the first" % (
+        r["close_s"], r["cancel_s"])
+
+
 def int_list(s):
     return [int(x) for x in s.replace(" ", "").split(",") if x]
 
@@ -950,13 +957,13 @@ def main():
         for n in a.streams:
             s = held["stack"][n]
             print("streams %d: stack opened %d in %.1f s (failures: %s), %d at the upstream (%d after the probes); "
-                  "responder %s threads, %s fds, RSS %.1f MB open, %.1f MB after release"
+                  "responder %s threads, %s fds, RSS %.1f MB open, %.1f MB after release; %s"
                   % (n, s["opened"], s["open_s"], s["fails"] or "none", s["at_upstream"],
                      s["at_upstream_after_probes"], s.get("threads"), s.get("fds"),
-                     s["rss"]["responder"][1] / 1024, s["rss_after"]["responder"] / 1024))
+                     s["rss"]["responder"][1] / 1024, s["rss_after"]["responder"] / 1024, cancel_note(s)))
             b = held["baseline"][n]
-            print("streams %d: baseline opened %d in %.1f s (failures: %s), %d at the upstream"
-                  % (n, b["opened"], b["open_s"], b["fails"] or "none", b["at_upstream"]))
+            print("streams %d: baseline opened %d in %.1f s (failures: %s), %d at the upstream; %s"
+                  % (n, b["opened"], b["open_s"], b["fails"] or "none", b["at_upstream"], cancel_note(b)))
         kinds = {}
         with open(resp_log, errors="replace") as f:
             for l in f:
