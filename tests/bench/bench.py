@@ -807,7 +807,9 @@ def main():
         time.sleep(0.5)
         for p in procs.procs:
             if p.poll() is not None:
-                raise RuntimeError("%s exited at start (status %s); see %s" % (p.bench_name, p.returncode, tmp))
+                last = open(resp_log, errors="replace").read().strip().splitlines()[-1:] if p is sp else []
+                raise RuntimeError("%s exited at start (status %s)%s; see %s" % (
+                    p.bench_name, p.returncode, (": " + last[0][:300]) if last else "", tmp))
         ng_pids = [ng.pid] + children_of(ng.pid)
         bng_pids = [bng.pid] + children_of(bng.pid)
         rss_fresh = rss_kb([rpid])
@@ -999,6 +1001,10 @@ def main():
     except KeyboardInterrupt:
         log("interrupted; stopping everything")
         return 130
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        log("failed: %s" % e)
+        a.keep = True  # its logs say why
+        return 1
     finally:
         procs.stop_all()
         if a.keep:
