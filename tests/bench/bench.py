@@ -46,7 +46,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("CCPROXY_BIN_DIR", os.path.join(REPO, "build", "bin"))
+BIN = os.path.abspath(os.environ.get("CCPROXY_BIN_DIR") or os.path.join(REPO, "build", "bin"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "sk-ant-api03-BENCHKEY-" + "0b0b0b0b0b0b" * 4
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) CherryStudio/1.5.3 Chrome/134.0.6998.205 Electron/35.4.0 Safari/537.36"
