@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 /* The protocol's numbers (FastCGI 1.0 specification, section 8). */
@@ -68,6 +67,8 @@ struct ccp_fcgi_conn {
     bool ended;   /* no record may follow (END_REQUEST or abort queued) */
     bool aborted; /* ended as broken: shut down, never END_REQUEST */
     bool parsing; /* inside parse_input's dispatch */
+    bool dirty;   /* on host->dirty: output to send at the end of the round */
+    ccp_fcgi_conn *dirty_next;
 };
 
 /* ---- parameters ------------------------------------------------------------ */
@@ -174,59 +175,41 @@ static int send_pending(ccp_fcgi_conn *c)
     return 0;
 }
 
-/* The common case, nothing queued: header and data go out in one call
- * straight from the caller's memory, and only what the socket did not take
- * is copied. */
-static int send_direct(ccp_fcgi_conn *c, const char *p, size_t n)
-{
-    unsigned char h[FCGI_HEADER_LEN];
-    record_header(h, FCGI_STDOUT, c->request_id, n);
-    struct iovec iov[2] = {{h, sizeof h}, {(void *)p, n}};
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
-    ssize_t w;
-    do w = sendmsg(c->w.fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    while (w < 0 && errno == EINTR);
-    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        c->failed = true;
-        return -1;
-    }
-    size_t done = w > 0 ? (size_t)w : 0;
-    if (done < sizeof h) {
-        ccp_buf_append(&c->out, h + done, sizeof h - done);
-        ccp_buf_append(&c->out, p, n);
-    } else if (done - sizeof h < n) {
-        ccp_buf_append(&c->out, p + (done - sizeof h), n - (done - sizeof h));
-    }
-    return 0;
-}
-
 /* ---- the io of the request being answered --------------------------------------- */
 
+static void mark_dirty(ccp_fcgi_conn *c)
+{
+    if (c->dirty) return;
+    c->dirty = true;
+    c->dirty_next = c->host->dirty;
+    c->host->dirty = c;
+}
+
+/* Writes are queued and go out when the loop's current round of events is
+ * done (ccp_fcgi_host_flush), before it waits again: everything one round
+ * wrote to a connection (the events of one upstream read, a stream's last
+ * event and FCGI_END_REQUEST) takes one send and wakes the web server once,
+ * and nothing waits longer than that round. */
 static int io_write(ccp_io *io, const char *p, size_t n)
 {
     ccp_fcgi_conn *c = io->ctx;
     if (c->failed || c->ended) return -1;
     while (n > 0) {
         size_t chunk = n > FCGI_MAX_CONTENT ? FCGI_MAX_CONTENT : n;
-        if (!pending(c)) {
-            if (send_direct(c, p, chunk) != 0) return -1;
-        } else {
-            queue_record(c, FCGI_STDOUT, c->request_id, p, chunk);
-        }
+        queue_record(c, FCGI_STDOUT, c->request_id, p, chunk);
         p += chunk;
         n -= chunk;
     }
-    int rc = send_pending(c);
-    if (rc == 0) set_events(c);
-    return rc;
+    mark_dirty(c);
+    return 0;
 }
 
 static int io_flush(ccp_io *io)
 {
     ccp_fcgi_conn *c = io->ctx;
-    int rc = send_pending(c);
-    if (rc == 0) set_events(c);
-    return rc;
+    if (c->failed) return -1;
+    if (pending(c)) mark_dirty(c);
+    return 0;
 }
 
 static size_t io_pending(ccp_io *io)
@@ -519,6 +502,29 @@ static void conn_close(ccp_fcgi_conn *c)
     ccp_buf_free(&c->out);
     ccp_loop_defer_free(host->loop, c); /* an event of this round may name it */
     if (host->on_closed) host->on_closed(host->ctx);
+}
+
+/* The end of a round: every connection written to sends what it can. */
+static long flush_tick(void *ctx)
+{
+    ccp_fcgi_host *host = ctx;
+    while (host->dirty) {
+        ccp_fcgi_conn *c = host->dirty;
+        host->dirty = c->dirty_next;
+        c->dirty = false;
+        if (c->w.fd < 0) continue; /* closed in that round, freed after this */
+        if (send_pending(c) != 0) {
+            client_gone(c);
+            continue;
+        }
+        set_events(c);
+    }
+    return -1;
+}
+
+void ccp_fcgi_host_init(ccp_fcgi_host *host)
+{
+    ccp_loop_on_tick(host->loop, flush_tick, host);
 }
 
 ccp_fcgi_conn *ccp_fcgi_conn_open(ccp_fcgi_host *host, int fd)

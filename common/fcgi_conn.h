@@ -5,8 +5,8 @@
  * management records GET_VALUES and unknown types are answered), and once
  * a request's parameters and body are complete it is handed to on_request
  * with conn->io as its transport. The answer is framed into FCGI_STDOUT
- * records and sent without ever blocking: a client that stops reading holds
- * up only its own connection. When the web server asked to keep the
+ * records and sent without ever blocking, at the end of each round of the
+ * loop: a client that stops reading holds up only its own connection. When the web server asked to keep the
  * connection (FCGI_KEEP_CONN, nginx's fastcgi_keep_conn), the next request
  * is read on it after FCGI_END_REQUEST; otherwise it is closed. One request
  * at a time per connection (FCGI_MPXS_CONNS is 0).
@@ -47,7 +47,12 @@ typedef struct ccp_fcgi_host {
     _Atomic int busy;
     int open;
     bool closing; /* ccp_fcgi_close_idle was called */
+    ccp_fcgi_conn *dirty; /* written to in this round of the loop */
 } ccp_fcgi_host;
+
+/* Call once the fields above the module's are set: hooks the host into
+ * its loop (output goes out at the end of each round). */
+void ccp_fcgi_host_init(ccp_fcgi_host *host);
 
 /* Takes fd (non-blocking, accepted) and starts reading requests on it.
  * Returns NULL (fd closed) when the loop cannot watch it. */

@@ -14,7 +14,10 @@
 
 void ccp_headers_add_n(ccp_headers *h, const char *name, size_t name_len, const char *value, size_t value_len)
 {
-    h->items = ccp_xrealloc(h->items, (h->count + 1) * sizeof *h->items);
+    /* Capacity is implied: the next power of two from 8, so a request's
+     * headers cost a few reallocations, not one each. */
+    if (h->count == 0 || (h->count >= 8 && (h->count & (h->count - 1)) == 0))
+        h->items = ccp_xrealloc(h->items, (h->count ? h->count * 2 : 8) * sizeof *h->items);
     h->items[h->count].name = ccp_xstrndup(name, name_len);
     h->items[h->count].value = ccp_xstrndup(value, value_len);
     h->count++;

@@ -10,7 +10,7 @@
 
 #include "buf.h"
 
-#define MAX_TICKS 2
+#define MAX_TICKS 4
 
 typedef struct deferred {
     struct deferred *next;

@@ -36,7 +36,9 @@ void ccp_loop_free(ccp_loop *l);
 int ccp_loop_watch(ccp_loop *l, ccp_watch *w, uint32_t events);
 void ccp_loop_unwatch(ccp_loop *l, ccp_watch *w);
 
-/* Up to two tick functions (timers of the modules on this loop). */
+/* Up to four tick functions (timers of the modules on this loop), run in
+ * the order given, at the top of each iteration: after the previous
+ * round's events, before the loop waits. */
 void ccp_loop_on_tick(ccp_loop *l, ccp_loop_tick_fn fn, void *ctx);
 void ccp_loop_defer_free(ccp_loop *l, void *p);
 

@@ -245,8 +245,9 @@ static bool start_worker(worker *w, const ccp_runtime *rt, size_t stack)
         .ctx = w,
     };
     w->listen = (ccp_watch){.fd = 0, .fn = on_listen, .ctx = w};
-    if (ccp_loop_watch(w->loop, &w->listen, EPOLLIN | EPOLLEXCLUSIVE) != 0) return false;
     ccp_loop_on_tick(w->loop, worker_tick, w);
+    ccp_fcgi_host_init(&w->host); /* last: flushes what the others wrote */
+    if (ccp_loop_watch(w->loop, &w->listen, EPOLLIN | EPOLLEXCLUSIVE) != 0) return false;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, stack);
