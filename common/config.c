@@ -366,7 +366,7 @@ int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err
     cfg->http_timeout_ms = get_seconds_ms(&src, "HTTP_TIMEOUT", 600, 0.1, 86400);
     cfg->http_connect_timeout_ms = get_seconds_ms(&src, "HTTP_CONNECT_TIMEOUT", 10, 0.1, 600);
     cfg->http_max_keepalive = get_long(&src, "HTTP_MAX_KEEPALIVE", 20, 0, 10000);
-    cfg->http_max_connections = get_long(&src, "HTTP_MAX_CONNECTIONS", 100, 1, 10000);
+    cfg->http_max_connections = get_long(&src, "HTTP_MAX_CONNECTIONS", 8192, 1, 1000000);
     cfg->http_keepalive_expiry_s = (get_seconds_ms(&src, "HTTP_KEEPALIVE_EXPIRY", 30, 1, 86400) + 999) / 1000;
 
     const char *host = get(&src, names->host_var);
@@ -381,10 +381,11 @@ int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err
     for (size_t i = 0; i < cfg->cors_count; i++)
         if (strcmp(cfg->cors_origins[i], "*") == 0) cfg->cors_any = true;
 
-    /* Each worker holds one upstream transfer, so the thread count is the
-     * process's connection ceiling: default it to HTTP_MAX_CONNECTIONS. */
-    long threads_default = cfg->http_max_connections < 4096 ? cfg->http_max_connections : 4096;
-    cfg->worker_threads = (int)get_long(&src, "WORKER_THREADS", threads_default, 1, 4096);
+    /* Streams run on the event loop; threads only prepare requests, so the
+     * stream ceiling is its own number. The seed's HTTP_MAX_CONNECTIONS
+     * meant the same (transfers at once) and stays its default. */
+    cfg->max_streams = (int)get_long(&src, "MAX_STREAMS", cfg->http_max_connections, 1, 1000000);
+    cfg->worker_threads = (int)get_long(&src, "WORKER_THREADS", 64, 1, 4096);
     cfg->worker_stack_kb = (int)get_long(&src, "WORKER_STACK_KB", 256, 64, 65536);
     cfg->shutdown_grace_s = (int)get_long(&src, "SHUTDOWN_GRACE", 30, 0, 86400);
 
@@ -450,7 +451,8 @@ void ccp_config_describe(const ccp_config *cfg, const ccp_config_names *names, c
     ccp_buf_printf(out, ",\"MAX_BODY_BYTES\":%zu", cfg->max_body_bytes);
     kv_str(out, "BASE_PATH", cfg->base_path);
     ccp_buf_printf(out, ",\"CORS_ALLOW_ORIGINS\":%zu", cfg->cors_count);
-    ccp_buf_printf(out, ",\"WORKER_THREADS\":%d,\"SHUTDOWN_GRACE\":%d", cfg->worker_threads, cfg->shutdown_grace_s);
+    ccp_buf_printf(out, ",\"MAX_STREAMS\":%d,\"WORKER_THREADS\":%d,\"SHUTDOWN_GRACE\":%d", cfg->max_streams,
+                   cfg->worker_threads, cfg->shutdown_grace_s);
     kv_str(out, "ADAPTERS_FILE", cfg->adapters_file);
     kv_str(out, "SESSION_SECRET", cfg->session_secret ? "***" : NULL);
     kv_str(out, "CODEX_INSTRUCTIONS_FILE", cfg->codex_instructions_file);

@@ -53,7 +53,7 @@ typedef struct ccp_config {
     long http_timeout_ms;         /* longest upstream silence */
     long http_connect_timeout_ms;
     long http_max_keepalive;      /* idle upstream connections kept per worker */
-    long http_max_connections;    /* concurrent upstream transfers per process */
+    long http_max_connections;    /* the seed's name for max_streams' default */
     long http_keepalive_expiry_s; /* an idle connection older than this is not reused */
 
     char *service_host;
@@ -65,7 +65,8 @@ typedef struct ccp_config {
     size_t cors_count;
     bool cors_any;
 
-    int worker_threads;
+    int max_streams;    /* open streams per process; past it a fast 503 */
+    int worker_threads; /* most threads preparing requests (started on demand) */
     int worker_stack_kb;
     int shutdown_grace_s;
 

@@ -204,8 +204,8 @@ ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base
     memset(r, 0, sizeof *r);
     r->io = io;
     r->content_length = -1;
-    r->method = ccp_http_param(io->envp, "REQUEST_METHOD");
-    if (!r->method || !*r->method) r->method = "GET";
+    const char *method = ccp_http_param(io->envp, "REQUEST_METHOD");
+    r->method = ccp_xstrdup(method && *method ? method : "GET");
 
     ccp_buf name = {0};
     for (char **e = io->envp; e && *e; e++) {
@@ -217,7 +217,8 @@ ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base
         ccp_headers_add(&r->headers, name.data, eq + 1);
     }
     ccp_buf_free(&name);
-    r->content_type = ccp_http_param(io->envp, "CONTENT_TYPE");
+    const char *ct = ccp_http_param(io->envp, "CONTENT_TYPE");
+    r->content_type = ct ? ccp_xstrdup(ct) : NULL;
     const char *cl = ccp_http_param(io->envp, "CONTENT_LENGTH");
     if (cl && *cl) {
         if (strspn(cl, "0123456789") != strlen(cl)) return CCP_REQ_BAD;
@@ -307,6 +308,8 @@ bool ccp_request_is_websocket(const ccp_request *r)
 
 void ccp_request_free(ccp_request *r)
 {
+    free(r->method);
+    free(r->content_type);
     free(r->path);
     free(r->query);
     free((char *)r->bad_header);

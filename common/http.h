@@ -48,13 +48,25 @@ const char *ccp_headers_get_folded(const ccp_headers *h, const char *name);
 void ccp_headers_free(ccp_headers *h);
 
 /* The transport of one request. read returns bytes read, 0 at end, -1 on
- * error; write and flush return 0, or -1 once the client is gone. */
+ * error; it may block, and is only used before the request is handed to
+ * the upstream loop. write takes the bytes (sending what the socket takes
+ * now, keeping the rest pending) and flush sends more of what is pending;
+ * neither blocks on a slow client. Both return 0, or -1 once the client is
+ * gone. pending (NULL: always 0) tells how much is still to be sent;
+ * input_done (optional) says the request has been read, so the transport
+ * may free its input side (envp and read are gone after it); end
+ * (optional) marks the response complete; close (optional) releases the
+ * transport, after which io is gone. */
 typedef struct ccp_io {
-    char **envp;
+    char **envp; /* the CGI parameters; valid only until the body is read */
     int (*read)(struct ccp_io *io, char *buf, int n);
     int (*write)(struct ccp_io *io, const char *p, size_t n);
     int (*flush)(struct ccp_io *io);
-    /* Polled for hang-up while the upstream is silent; -1 when unknown. */
+    size_t (*pending)(struct ccp_io *io);
+    void (*input_done)(struct ccp_io *io);
+    void (*end)(struct ccp_io *io);
+    void (*close)(struct ccp_io *io);
+    /* Watched for hang-up (and writability); -1 when unknown. */
     int hangup_fd;
     /* True when hangup_fd is the connection to the web server (readable at
      * EOF); false for a CGI stdout pipe, which only reports POLLERR. */
@@ -64,11 +76,11 @@ typedef struct ccp_io {
 
 typedef struct ccp_request {
     ccp_io *io;
-    const char *method;
+    char *method;
     char *path;
     char *query;
     ccp_headers headers;
-    const char *content_type;
+    char *content_type; /* NULL: none given */
     long long content_length; /* -1: not given */
     ccp_buf body;
     /* Set when a header value holds CR or LF: the request is refused. */
@@ -83,7 +95,8 @@ typedef enum {
     CCP_REQ_BAD,        /* unusable request line */
 } ccp_request_status;
 
-/* Builds the view from the CGI parameters. */
+/* Builds the view from the CGI parameters, copying what it keeps: the
+ * request outlives io->envp. */
 ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base_path);
 /* Reads the body, refusing by CONTENT_LENGTH before reading when it is over
  * max; without a length, stops reading once max is passed. */

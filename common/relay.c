@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "log.h"
 #include "sse.h"
 
@@ -15,6 +16,8 @@
 typedef struct exchange {
     const ccp_runtime *rt;
     const ccp_dialect *d;
+    ccp_upstream *up;
+    ccp_io *io;
     ccp_request req;
     ccp_response res;
     ccp_headers cors;
@@ -44,12 +47,6 @@ typedef struct exchange {
     long long start_ns;
 } exchange;
 
-static long long now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* ---- errors: the one finish path for failures ----------------------- */
 
@@ -382,12 +379,6 @@ static int on_upstream_data(void *ctx, const char *p, size_t n)
     return ccp_response_write(&x->res, p, n);
 }
 
-static bool on_client_gone(void *ctx)
-{
-    exchange *x = ctx;
-    return ccp_response_client_gone(&x->res);
-}
-
 /* The forced stream has ended: the client gets the one JSON body it asked for. */
 static void answer_aggregate(exchange *x)
 {
@@ -412,97 +403,13 @@ static void answer_aggregate(exchange *x)
 
 /* ---- the request -------------------------------------------------------- */
 
-static void relay(exchange *x, ccp_upstream *up)
+static void finish(exchange *x);
+
+/* The loop's word on the transfer: the client hears how it ended. */
+static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstream_stats *stats, const char *err)
 {
-    const ccp_config *cfg = x->rt->cfg;
-    if (!ccp_dialect_client_key(x->d, &x->req.headers, &x->key)) {
-        fail(x, CCP_E_AUTH, NULL, "%s",
-             x->d->accepts_x_api_key
-                 ? "no API key: send it in the x-api-key header or as Authorization: Bearer <key>"
-                 : "no API key: send it as Authorization: Bearer <key>");
-        return;
-    }
-    ccp_auth_fingerprint(x->key.value, x->key_fp);
-    if (cfg->server_api_key && !ccp_auth_key_allowed(cfg, x->key.value)) {
-        fail(x, CCP_E_AUTH, NULL, "invalid API key: this service only accepts the keys listed in its ACCESS_KEYS");
-        return;
-    }
-
-    bool has_body = strcmp(x->req.method, "GET") != 0 && strcmp(x->req.method, "HEAD") != 0;
-    if (has_body) {
-        ccp_request_status st = ccp_request_read_body(&x->req, cfg->max_body_bytes);
-        if (st == CCP_REQ_TOO_LARGE) {
-            fail(x, CCP_E_TOO_LARGE, NULL, "request body is larger than this service accepts (%zu bytes, MAX_BODY_BYTES)",
-                 cfg->max_body_bytes);
-            return;
-        }
-        x->body_read = true;
-        if (st == CCP_REQ_SHORT_BODY) {
-            fail(x, CCP_E_INVALID_REQUEST, NULL, "request body is shorter than its Content-Length (%zu of %lld bytes)",
-                 x->req.body.len, x->req.content_length);
-            return;
-        }
-        if (x->route->body_checks & CCP_BODY_JSON_OBJECT) {
-            if (!parse_body(x) || !check_body(x)) return;
-        }
-    }
-    x->body_read = true;
-
-    ccp_buf err = {0};
-    x->adapter = ccp_adapters_select(x->rt->adapters, &x->req, x->body, &err);
-    if (!x->adapter) {
-        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
-        ccp_buf_free(&err);
-        return;
-    }
-
-    ccp_headers up_headers = {0};
-    build_upstream_headers(x, &up_headers, has_body);
-    ccp_transform t = {
-        .cfg = cfg,
-        .req = &x->req,
-        .client_key = x->key.value,
-        .body = x->body,
-        .upstream_headers = &up_headers,
-    };
-    const char *body = x->req.body.data;
-    size_t body_len = x->req.body.len;
-    if ((x->route->body_checks & CCP_ADAPT) && ccp_adapter_apply(x->adapter, &t, &err) != CCP_OK) {
-        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
-        goto done;
-    }
-    if (x->d->aggregate_event && x->body && (x->route->body_checks & CCP_ADAPT)) {
-        json_object *st;
-        bool now_streams = json_object_object_get_ex(x->body, "stream", &st) &&
-                           json_object_is_type(st, json_type_boolean) && json_object_get_boolean(st);
-        x->aggregate = now_streams && (t.aggregate_stream || x->stream != 1);
-    }
-    if (t.body_changed && x->body) {
-        size_t n;
-        body = json_object_to_json_string_length(x->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                                 &n);
-        body_len = n;
-        ccp_headers_set(&up_headers, "content-type", "application/json");
-    }
-
-    ccp_buf url = {0};
-    x->d->upstream_url(&url, cfg->upstream_base_url, x->req.path, x->req.query);
-    ccp_upstream_request ureq = {
-        .method = x->req.method,
-        .url = url.data,
-        .headers = &up_headers,
-        .body = has_body ? body : NULL,
-        .body_len = has_body ? body_len : 0,
-    };
-    ccp_upstream_sink sink = {
-        .ctx = x,
-        .on_headers = on_upstream_headers,
-        .on_data = on_upstream_data,
-        .client_gone = on_client_gone,
-        .client_fd = x->req.io->hangup_fd_readable ? x->req.io->hangup_fd : -1,
-    };
-    ccp_upstream_result r = ccp_upstream_run(up, &ureq, &sink, &x->stats, &err);
-    ccp_buf_free(&url);
+    exchange *x = ctx;
+    x->stats = *stats;
     switch (r) {
     case CCP_UP_OK:
         if (x->aggregating) answer_aggregate(x);
@@ -515,18 +422,119 @@ static void relay(exchange *x, ccp_upstream *up)
         x->log_status = 499;
         break;
     case CCP_UP_UNREACHABLE:
-        fail(x, CCP_E_UPSTREAM, NULL, "%s", err.data);
+        fail(x, CCP_E_UPSTREAM, NULL, "%s", err);
         break;
     case CCP_UP_TIMEOUT:
-        fail(x, CCP_E_TIMEOUT, NULL, "%s", err.data);
+        fail(x, CCP_E_TIMEOUT, NULL, "%s", err);
         break;
     case CCP_UP_BROKEN:
-        fail(x, CCP_E_UPSTREAM, NULL, "%s", err.data);
+        fail(x, CCP_E_UPSTREAM, NULL, "%s", err);
         break;
     }
-done:
-    ccp_headers_free(&up_headers);
+    finish(x);
+}
+
+/* Everything up to the upstream call; true when the transfer was handed to
+ * the loop (which then owns x), false when x is answered already. */
+static bool relay(exchange *x)
+{
+    const ccp_config *cfg = x->rt->cfg;
+    if (!ccp_dialect_client_key(x->d, &x->req.headers, &x->key)) {
+        fail(x, CCP_E_AUTH, NULL, "%s",
+             x->d->accepts_x_api_key
+                 ? "no API key: send it in the x-api-key header or as Authorization: Bearer <key>"
+                 : "no API key: send it as Authorization: Bearer <key>");
+        return false;
+    }
+    ccp_auth_fingerprint(x->key.value, x->key_fp);
+    if (cfg->server_api_key && !ccp_auth_key_allowed(cfg, x->key.value)) {
+        fail(x, CCP_E_AUTH, NULL, "invalid API key: this service only accepts the keys listed in its ACCESS_KEYS");
+        return false;
+    }
+
+    bool has_body = strcmp(x->req.method, "GET") != 0 && strcmp(x->req.method, "HEAD") != 0;
+    if (has_body) {
+        ccp_request_status st = ccp_request_read_body(&x->req, cfg->max_body_bytes);
+        if (st == CCP_REQ_TOO_LARGE) {
+            fail(x, CCP_E_TOO_LARGE, NULL, "request body is larger than this service accepts (%zu bytes, MAX_BODY_BYTES)",
+                 cfg->max_body_bytes);
+            return false;
+        }
+        x->body_read = true;
+        if (st == CCP_REQ_SHORT_BODY) {
+            fail(x, CCP_E_INVALID_REQUEST, NULL, "request body is shorter than its Content-Length (%zu of %lld bytes)",
+                 x->req.body.len, x->req.content_length);
+            return false;
+        }
+        if (x->route->body_checks & CCP_BODY_JSON_OBJECT) {
+            if (!parse_body(x) || !check_body(x)) return false;
+        }
+    }
+    x->body_read = true;
+
+    ccp_buf err = {0};
+    x->adapter = ccp_adapters_select(x->rt->adapters, &x->req, x->body, &err);
+    if (!x->adapter) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
+        ccp_buf_free(&err);
+        return false;
+    }
+
+    ccp_headers up_headers_list = {0}, *up_headers = &up_headers_list;
+    build_upstream_headers(x, up_headers, has_body);
+    ccp_transform t = {
+        .cfg = cfg,
+        .req = &x->req,
+        .client_key = x->key.value,
+        .body = x->body,
+        .upstream_headers = up_headers,
+    };
+    const char *body = x->req.body.data;
+    size_t body_len = x->req.body.len;
+    if ((x->route->body_checks & CCP_ADAPT) && ccp_adapter_apply(x->adapter, &t, &err) != CCP_OK) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
+        ccp_buf_free(&err);
+        ccp_headers_free(up_headers);
+        return false;
+    }
+    if (x->d->aggregate_event && x->body && (x->route->body_checks & CCP_ADAPT)) {
+        json_object *st;
+        bool now_streams = json_object_object_get_ex(x->body, "stream", &st) &&
+                           json_object_is_type(st, json_type_boolean) && json_object_get_boolean(st);
+        x->aggregate = now_streams && (t.aggregate_stream || x->stream != 1);
+    }
+    if (t.body_changed && x->body) {
+        size_t n;
+        body = json_object_to_json_string_length(x->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                 &n);
+        body_len = n;
+        ccp_headers_set(up_headers, "content-type", "application/json");
+    }
+
     ccp_buf_free(&err);
+    /* The loop copies the URL and header lines: both die here, and x may
+     * be finished by the loop before ccp_upstream_start returns. */
+    ccp_buf url = {0};
+    x->d->upstream_url(&url, cfg->upstream_base_url, x->req.path, x->req.query);
+    ccp_upstream_request ureq = {
+        .method = x->req.method,
+        .url = url.data,
+        .headers = up_headers,
+        .body = has_body ? body : NULL,
+        .body_len = has_body ? body_len : 0,
+    };
+    ccp_upstream_sink sink = {
+        .ctx = x,
+        .on_headers = on_upstream_headers,
+        .on_data = on_upstream_data,
+        .on_done = on_upstream_done,
+        .client = x->io,
+    };
+    bool started = ccp_upstream_start(x->up, &ureq, &sink) == CCP_OK;
+    ccp_buf_free(&url);
+    ccp_headers_free(up_headers);
+    if (!started) fail(x, CCP_E_UNAVAILABLE, NULL, "%s", "the service is shutting down; retry on another instance");
+    return started;
 }
 
 static void serve_local(exchange *x)
@@ -561,7 +569,8 @@ static void serve_local(exchange *x)
     ccp_buf_free(&out);
 }
 
-static void route_request(exchange *x, ccp_upstream *up)
+/* True when the request went to the loop (which then owns x). */
+static bool route_request(exchange *x)
 {
     const ccp_service *s = x->rt->service;
     ccp_buf allow = {0};
@@ -586,16 +595,18 @@ static void route_request(exchange *x, ccp_upstream *up)
         fail(x, CCP_E_INVALID_REQUEST, NULL, "header %s has a line break in its value; header values must be one line",
              x->req.bad_header);
     } else if (x->route->kind == CCP_ROUTE_RELAY) {
-        relay(x, up);
+        ccp_buf_free(&allow);
+        return relay(x);
     } else {
         serve_local(x);
     }
     ccp_buf_free(&allow);
+    return false;
 }
 
 static void log_exchange(exchange *x)
 {
-    double ms = (double)(now_ns() - x->start_ns) / 1e6;
+    double ms = (double)(ccp_now_ns() - x->start_ns) / 1e6;
     ccp_request_log l = {
         .adapter = x->adapter ? ccp_adapter_name(x->adapter) : NULL,
         .method = x->req.method,
@@ -618,31 +629,73 @@ static void log_exchange(exchange *x)
     ccp_log_request(&l);
 }
 
+/* The one end of every exchange: log it, free it, and let the loop deliver
+ * what the client has not taken yet. */
+static void finish(exchange *x)
+{
+    log_exchange(x);
+    ccp_io *io = x->io;
+    ccp_upstream *up = x->up;
+    json_object_put(x->body);
+    ccp_sse_framer_free(&x->framer);
+    ccp_sse_event_free(&x->event);
+    json_object_put(x->agg.result);
+    ccp_headers_free(&x->aggregate_headers);
+    ccp_buf_free(&x->agg.error_body);
+    ccp_buf_free(&x->logged_response);
+    ccp_buf_free(&x->error);
+    ccp_headers_free(&x->cors);
+    ccp_request_free(&x->req);
+    free(x);
+    ccp_upstream_finish_client(up, io);
+}
+
+static exchange *exchange_new(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io, ccp_request_status *st)
+{
+    exchange *x = ccp_xcalloc(1, sizeof *x);
+    x->rt = rt;
+    x->d = rt->service->dialect;
+    x->up = up;
+    x->io = io;
+    x->message_count = -1;
+    x->stream = -1;
+    x->stream_state.last_seq = -1;
+    x->stats.ttfb_ms = -1;
+    x->start_ns = ccp_now_ns();
+    ccp_response_init(&x->res, io);
+    *st = ccp_request_init(&x->req, io, rt->cfg->base_path);
+    cors_headers(x);
+    return x;
+}
+
 void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io)
 {
-    exchange x = {.rt = rt, .d = rt->service->dialect, .message_count = -1, .stream = -1};
-    x.stream_state.last_seq = -1;
-    x.stats.ttfb_ms = -1;
-    x.start_ns = now_ns();
-    ccp_response_init(&x.res, io);
-    ccp_request_status st = ccp_request_init(&x.req, io, rt->cfg->base_path);
-    cors_headers(&x);
+    ccp_request_status st;
+    exchange *x = exchange_new(rt, up, io, &st);
     if (st == CCP_REQ_NOT_FOUND)
-        fail(&x, CCP_E_NOT_FOUND, NULL, "no route for %s; this service is mounted under %s", x.req.path,
+        fail(x, CCP_E_NOT_FOUND, NULL, "no route for %s; this service is mounted under %s", x->req.path,
              rt->cfg->base_path);
     else if (st != CCP_REQ_OK)
-        fail(&x, CCP_E_INVALID_REQUEST, NULL, "%s", "the request line or Content-Length is malformed");
-    else
-        route_request(&x, up);
-    log_exchange(&x);
-    json_object_put(x.body);
-    ccp_sse_framer_free(&x.framer);
-    ccp_sse_event_free(&x.event);
-    json_object_put(x.agg.result);
-    ccp_headers_free(&x.aggregate_headers);
-    ccp_buf_free(&x.agg.error_body);
-    ccp_buf_free(&x.logged_response);
-    ccp_buf_free(&x.error);
-    ccp_headers_free(&x.cors);
-    ccp_request_free(&x.req);
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", "the request line or Content-Length is malformed");
+    else if (route_request(x))
+        return;
+    finish(x);
+}
+
+void ccp_relay_refuse(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io, const char *limit, const char *fmt, ...)
+{
+    ccp_request_status st;
+    exchange *x = exchange_new(rt, up, io, &st);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ccp_headers h = {0};
+    ccp_headers_add(&h, "Retry-After", "1");
+    fail(x, CCP_E_UNAVAILABLE, &h, "%s", msg);
+    ccp_headers_free(&h);
+    ccp_log_event(CCP_LOG_WARNING, "limit_reached", "refused %s %s with 503: %s", x->req.method ? x->req.method : "?",
+                  x->req.path ? x->req.path : "?", limit);
+    finish(x);
 }

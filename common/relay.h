@@ -55,8 +55,15 @@ typedef struct ccp_runtime {
     const ccp_adapters *adapters;
 } ccp_runtime;
 
-/* Serves one request on io, using the worker's upstream handle. */
+/* Serves one request on io. Returns once the request is answered or its
+ * transfer is running on the loop of up; either way io belongs to up from
+ * then on (ccp_upstream_finish_client), and the caller must not touch it. */
 void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io);
+
+/* Answers io at once with the dialect's 503 and Retry-After: a limit
+ * (named in the log line) is reached. Owns io like ccp_relay_serve. */
+void ccp_relay_refuse(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io, const char *limit, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* Exposed for tests: does path match pattern? */
 bool ccp_route_matches(const char *pattern, const char *path);

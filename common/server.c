@@ -9,45 +9,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
+#include "clock.h"
+#include "fcgi_conn.h"
 #include "log.h"
 #include "version.h"
 
 extern char **environ;
 
-/* ---- transports ------------------------------------------------------- */
-
-static int fcgi_read(ccp_io *io, char *buf, int n)
-{
-    FCGX_Request *r = io->ctx;
-    return FCGX_GetStr(buf, n, r->in);
-}
-
-static int fcgi_write(ccp_io *io, const char *p, size_t n)
-{
-    FCGX_Request *r = io->ctx;
-    /* A failed write marks the stream closed; later calls keep failing,
-     * and FCGX_FFlush on a closed stream returns 0, so check the error. */
-    while (n > 0) {
-        int chunk = n > (1u << 30) ? (1 << 30) : (int)n;
-        if (FCGX_PutStr(p, chunk, r->out) != chunk || FCGX_GetError(r->out)) return -1;
-        p += chunk;
-        n -= (size_t)chunk;
-    }
-    return 0;
-}
-
-static int fcgi_flush(ccp_io *io)
-{
-    FCGX_Request *r = io->ctx;
-    if (FCGX_FFlush(r->out) != 0 || FCGX_GetError(r->out)) return -1;
-    return 0;
-}
+/* ---- plain CGI: one request over stdio --------------------------------- */
 
 static int cgi_read(ccp_io *io, char *buf, int n)
 {
@@ -62,7 +38,8 @@ static int cgi_read(ccp_io *io, char *buf, int n)
 static int cgi_write(ccp_io *io, const char *p, size_t n)
 {
     (void)io;
-    /* Unbuffered write(2): CGI output reaches the server per event. */
+    /* Unbuffered, blocking write(2): one request, and the CGI server reads
+     * per event. */
     while (n > 0) {
         ssize_t w = write(STDOUT_FILENO, p, n);
         if (w < 0 && errno == EINTR) continue;
@@ -79,132 +56,6 @@ static int cgi_flush(ccp_io *io)
     return 0;
 }
 
-/* ---- worker pool ------------------------------------------------------ */
-
-static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
-static atomic_int stopping;
-static int workers_running;
-
-static void *worker(void *arg)
-{
-    const ccp_runtime *rt = arg;
-    FCGX_Request req;
-    FCGX_InitRequest(&req, 0, FCGI_FAIL_ACCEPT_ON_INTR);
-    ccp_upstream *up = NULL;
-    for (;;) {
-        /* libfcgi's threaded pattern: one thread in accept at a time. */
-        pthread_mutex_lock(&accept_lock);
-        int rc = atomic_load(&stopping) ? -1 : FCGX_Accept_r(&req);
-        pthread_mutex_unlock(&accept_lock);
-        if (rc < 0) {
-            if (atomic_load(&stopping)) break;
-            struct timespec ts = {0, 10 * 1000000L}; /* e.g. EMFILE: do not spin */
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        if (!up) up = ccp_upstream_new(rt->cfg); /* lazily: idle workers stay small */
-        ccp_io io = {
-            .envp = req.envp,
-            .read = fcgi_read,
-            .write = fcgi_write,
-            .flush = fcgi_flush,
-            .hangup_fd = req.ipcFd,
-            .hangup_fd_readable = true,
-            .ctx = &req,
-        };
-        if (up) {
-            ccp_relay_serve(rt, up, &io);
-        } else {
-            static const char msg[] = "Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n"
-                                      "ccproxy: cannot create an upstream handle\n";
-            fcgi_write(&io, msg, sizeof msg - 1);
-        }
-        FCGX_Finish_r(&req);
-    }
-    FCGX_Free(&req, 0);
-    ccp_upstream_free(up);
-    /* OpenSSL keeps per-thread state (its error queue) until told. */
-    OPENSSL_thread_stop();
-    pthread_mutex_lock(&done_lock);
-    workers_running--;
-    pthread_cond_signal(&done_cond);
-    pthread_mutex_unlock(&done_lock);
-    return NULL;
-}
-
-/* Returns the exit status; *cut_off counts workers still running at exit. */
-static int serve_fastcgi(const ccp_runtime *rt, int *cut_off)
-{
-    if (FCGX_Init() != 0) {
-        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "FCGX_Init failed");
-        return 1;
-    }
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    /* Workers inherit the mask: only this thread receives the signals. */
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    size_t stack = (size_t)rt->cfg->worker_stack_kb * 1024;
-#if defined(__SANITIZE_ADDRESS__)
-    stack *= 4; /* ASan's redzones need room */
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    stack *= 4;
-#endif
-#endif
-    pthread_attr_setstacksize(&attr, stack);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int started = 0;
-    for (int i = 0; i < rt->cfg->worker_threads; i++) {
-        pthread_t t;
-        pthread_mutex_lock(&done_lock);
-        workers_running++;
-        pthread_mutex_unlock(&done_lock);
-        if (pthread_create(&t, &attr, worker, (void *)rt) != 0) {
-            pthread_mutex_lock(&done_lock);
-            workers_running--;
-            pthread_mutex_unlock(&done_lock);
-            break;
-        }
-        started++;
-    }
-    pthread_attr_destroy(&attr);
-    if (started == 0) {
-        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "no worker thread could be started");
-        return 1;
-    }
-    ccp_log_event(CCP_LOG_INFO, "listening", "serving FastCGI on fd 0 with %d worker threads", started);
-
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    atomic_store(&stopping, 1);
-    FCGX_ShutdownPending();
-    /* Wakes the thread blocked in accept(2); running requests go on. */
-    shutdown(0, SHUT_RDWR);
-    ccp_log_event(CCP_LOG_INFO, "stopping", "signal %d: no new requests; waiting up to %d s for running ones", sig,
-                  rt->cfg->shutdown_grace_s);
-
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += rt->cfg->shutdown_grace_s;
-    pthread_mutex_lock(&done_lock);
-    while (workers_running > 0)
-        if (pthread_cond_timedwait(&done_cond, &done_lock, &deadline) == ETIMEDOUT) break;
-    int left = workers_running;
-    pthread_mutex_unlock(&done_lock);
-    if (left) ccp_log_event(CCP_LOG_WARNING, "stopped", "%d requests still running were cut off", left);
-    else ccp_log_event(CCP_LOG_INFO, "stopped", "all requests finished");
-    *cut_off = left;
-    return 0;
-}
-
 static int serve_cgi(const ccp_runtime *rt)
 {
     ccp_io io = {
@@ -218,7 +69,245 @@ static int serve_cgi(const ccp_runtime *rt)
     ccp_upstream *up = ccp_upstream_new(rt->cfg);
     if (!up) return 1;
     ccp_relay_serve(rt, up, &io);
+    ccp_upstream_loop(up, true);
     ccp_upstream_free(up);
+    return 0;
+}
+
+/* ---- FastCGI: preparing threads and the loop ------------------------------
+ *
+ * Preparing threads accept a request, read it, and run everything up to
+ * the upstream call (routing, auth, adapters); then the loop thread carries
+ * the transfer. The pool is elastic: a thread is started whenever the last
+ * free one takes a request, up to WORKER_THREADS, and one idle for a while
+ * ends, so an idle responder stays small and a burst never waits for a
+ * thread busy with a stream. */
+
+#define MIN_THREADS 2
+#define IDLE_RETIRE_S 30
+/* Descriptors kept back from the stream ceiling: the listen socket, the
+ * loop's epoll and eventfd, the resolver, logs. */
+#define FD_RESERVE 64
+
+static struct {
+    const ccp_runtime *rt;
+    ccp_upstream *up;
+    pthread_attr_t attr;
+    pthread_mutex_t accept_lock;
+    pthread_mutex_t lock; /* guards threads, busy */
+    pthread_cond_t changed;
+    int threads, busy;
+    int max_threads;
+    int max_streams;
+    const char *stream_limit_name; /* which limit max_streams is */
+    atomic_int stopping;
+} pool = {
+    .accept_lock = PTHREAD_MUTEX_INITIALIZER,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .changed = PTHREAD_COND_INITIALIZER,
+};
+
+static void *preparer(void *arg);
+
+/* Called with pool.lock held. */
+static bool start_thread_locked(void)
+{
+    pthread_t t;
+    pool.threads++;
+    if (pthread_create(&t, &pool.attr, preparer, NULL) != 0) {
+        pool.threads--;
+        return false;
+    }
+    return true;
+}
+
+/* Waits for the accept slot; false when this thread should end instead
+ * (the service stops, or the pool has idle threads to spare). */
+static bool take_accept_slot(void)
+{
+    for (;;) {
+        if (atomic_load(&pool.stopping)) return false;
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += IDLE_RETIRE_S;
+        int rc = pthread_mutex_timedlock(&pool.accept_lock, &deadline);
+        if (rc == 0) {
+            if (!atomic_load(&pool.stopping)) return true;
+            pthread_mutex_unlock(&pool.accept_lock);
+            return false;
+        }
+        pthread_mutex_lock(&pool.lock);
+        bool spare = pool.threads - pool.busy > MIN_THREADS;
+        pthread_mutex_unlock(&pool.lock);
+        if (spare) return false;
+    }
+}
+
+/* A request past the stream ceiling gets a fast 503: never a silent wait.
+ * (At the thread ceiling a request waits in the listen queue only for
+ * another to be prepared, which takes milliseconds, not a stream's life.) */
+static void serve_conn(ccp_fcgi_conn *c, int busy)
+{
+    const ccp_runtime *rt = pool.rt;
+    int open = ccp_upstream_open_count(pool.up);
+    if (open + busy > pool.max_streams) {
+        ccp_relay_refuse(rt, pool.up, &c->io, pool.stream_limit_name,
+                         "this service carries its limit of %d open streams (%s); retry shortly", pool.max_streams,
+                         pool.stream_limit_name);
+    } else {
+        ccp_relay_serve(rt, pool.up, &c->io);
+    }
+}
+
+static void *preparer(void *arg)
+{
+    (void)arg;
+    while (take_accept_slot()) {
+        int rc;
+        ccp_fcgi_conn *c = ccp_fcgi_conn_accept(0, &rc);
+        pthread_mutex_unlock(&pool.accept_lock);
+        if (!c) {
+            if (atomic_load(&pool.stopping)) break;
+            struct timespec ts = {0, 10 * 1000000L}; /* e.g. EMFILE: do not spin */
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        pthread_mutex_lock(&pool.lock);
+        int busy = ++pool.busy;
+        if (pool.busy == pool.threads && pool.threads < pool.max_threads) start_thread_locked();
+        pthread_mutex_unlock(&pool.lock);
+
+        serve_conn(c, busy);
+
+        pthread_mutex_lock(&pool.lock);
+        pool.busy--;
+        pthread_mutex_unlock(&pool.lock);
+    }
+    /* OpenSSL keeps per-thread state (its error queue) until told. */
+    OPENSSL_thread_stop();
+    pthread_mutex_lock(&pool.lock);
+    pool.threads--;
+    pthread_cond_broadcast(&pool.changed);
+    pthread_mutex_unlock(&pool.lock);
+    return NULL;
+}
+
+static void *loop_thread(void *arg)
+{
+    ccp_upstream_loop(arg, false);
+    OPENSSL_thread_stop();
+    return NULL;
+}
+
+/* Raises the soft descriptor limit to the hard one and derives how many
+ * streams it carries: each needs the client connection and the upstream
+ * one. */
+static void size_limits(const ccp_config *cfg)
+{
+    struct rlimit rl;
+    long fds = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rlim_t old = rl.rlim_cur;
+            rl.rlim_cur = rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = old;
+        }
+        fds = rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
+    }
+    long by_fds = (fds - FD_RESERVE) / 2;
+    if (by_fds < 1) by_fds = 1;
+    pool.max_streams = cfg->max_streams;
+    pool.stream_limit_name = "MAX_STREAMS";
+    if (by_fds < pool.max_streams) {
+        pool.max_streams = (int)by_fds;
+        pool.stream_limit_name = "the open-files limit, RLIMIT_NOFILE";
+    }
+    ccp_log_event(CCP_LOG_INFO, "limits",
+                  "open files: %ld (the hard limit); streams at once: %d (by %s); request threads: up to %d", fds,
+                  pool.max_streams, pool.stream_limit_name, pool.max_threads);
+}
+
+static int active_work(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    int busy = pool.busy;
+    pthread_mutex_unlock(&pool.lock);
+    return busy + ccp_upstream_open_count(pool.up);
+}
+
+/* Returns the exit status; *cut_off counts requests still running at exit. */
+static int serve_fastcgi(const ccp_runtime *rt, int *cut_off)
+{
+    if (FCGX_Init() != 0) {
+        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "FCGX_Init failed");
+        return 1;
+    }
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    /* Threads inherit the mask: only this thread receives the signals. */
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    pool.rt = rt;
+    pool.max_threads = rt->cfg->worker_threads;
+    pool.up = ccp_upstream_new(rt->cfg);
+    if (!pool.up) {
+        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "the event loop could not be created: %s", strerror(errno));
+        return 1;
+    }
+    size_limits(rt->cfg);
+
+    pthread_attr_init(&pool.attr);
+    size_t stack = (size_t)rt->cfg->worker_stack_kb * 1024;
+#if defined(__SANITIZE_ADDRESS__)
+    stack *= 4; /* ASan's redzones need room */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    stack *= 4;
+#endif
+#endif
+    pthread_attr_setstacksize(&pool.attr, stack);
+    pthread_attr_setdetachstate(&pool.attr, PTHREAD_CREATE_DETACHED);
+    pthread_t loop;
+    if (pthread_create(&loop, NULL, loop_thread, pool.up) != 0) {
+        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "the event loop thread could not be started");
+        return 1;
+    }
+    pthread_mutex_lock(&pool.lock);
+    int want = pool.max_threads < MIN_THREADS ? pool.max_threads : MIN_THREADS;
+    for (int i = 0; i < want; i++) start_thread_locked();
+    int started = pool.threads;
+    pthread_mutex_unlock(&pool.lock);
+    if (started == 0) {
+        ccp_log_event(CCP_LOG_ERROR, "startup_failed", "no request thread could be started");
+        return 1;
+    }
+    ccp_log_event(CCP_LOG_INFO, "listening",
+                  "serving FastCGI on fd 0: one event loop for the streams, %d to %d request threads", started,
+                  pool.max_threads);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    atomic_store(&pool.stopping, 1);
+    FCGX_ShutdownPending();
+    /* Wakes the thread blocked in accept(2); running requests go on. */
+    shutdown(0, SHUT_RDWR);
+    ccp_log_event(CCP_LOG_INFO, "stopping", "signal %d: no new requests; waiting up to %d s for running ones", sig,
+                  rt->cfg->shutdown_grace_s);
+
+    long long deadline = ccp_now_ms() + (long long)rt->cfg->shutdown_grace_s * 1000;
+    int left;
+    while ((left = active_work()) > 0 && ccp_now_ms() < deadline) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (left) ccp_log_event(CCP_LOG_WARNING, "stopped", "%d requests still running were cut off", left);
+    else ccp_log_event(CCP_LOG_INFO, "stopped", "all requests finished");
+    ccp_upstream_stop(pool.up);
+    pthread_join(loop, NULL);
+    *cut_off = left;
     return 0;
 }
 

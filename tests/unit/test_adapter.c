@@ -64,7 +64,7 @@ static ccp_adapters *load_ok(const char *service, const char *text)
 static void request_with(ccp_request *r, const char *headers)
 {
     memset(r, 0, sizeof *r);
-    r->method = "POST";
+    r->method = ccp_xstrdup("POST");
     const char *text = headers;
     while (text && *text) {
         const char *nl = strchr(text, '\n');

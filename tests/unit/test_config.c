@@ -89,7 +89,7 @@ static void test_defaults_with_empty_environment(void **state)
     assert_int_equal(cfg.http_timeout_ms, 600000);
     assert_int_equal(cfg.http_connect_timeout_ms, 10000);
     assert_int_equal(cfg.http_max_keepalive, 20);
-    assert_int_equal(cfg.http_max_connections, 100);
+    assert_int_equal(cfg.http_max_connections, 8192);
     assert_int_equal(cfg.http_keepalive_expiry_s, 30);
     assert_string_equal(cfg.service_host, "127.0.0.1");
     assert_int_equal(cfg.service_port, 8001);
@@ -97,7 +97,8 @@ static void test_defaults_with_empty_environment(void **state)
     assert_string_equal(cfg.base_path, "");
     assert_int_equal(cfg.cors_count, 0);
     assert_false(cfg.cors_any);
-    assert_int_equal(cfg.worker_threads, 100); /* follows HTTP_MAX_CONNECTIONS */
+    assert_int_equal(cfg.max_streams, 8192); /* follows HTTP_MAX_CONNECTIONS */
+    assert_int_equal(cfg.worker_threads, 64);
     assert_int_equal(cfg.worker_stack_kb, 256);
     assert_int_equal(cfg.shutdown_grace_s, 30);
     assert_null(cfg.adapters_file);
@@ -107,33 +108,37 @@ static void test_defaults_with_empty_environment(void **state)
     ccp_buf_free(&err);
 }
 
-static void test_worker_threads_default_follows_max_connections(void **state)
+/* The seed's HTTP_MAX_CONNECTIONS (transfers at once) is MAX_STREAMS'
+ * default; MAX_STREAMS itself wins. Threads no longer follow either. */
+static void test_max_streams_default_follows_max_connections(void **state)
 {
     (void)state;
     ccp_config cfg;
     ccp_buf err = {0};
     const char *const env[] = {"HTTP_MAX_CONNECTIONS=7", NULL};
     load_expect(&cfg, &err, env, CCP_OK);
-    assert_int_equal(cfg.worker_threads, 7);
+    assert_int_equal(cfg.max_streams, 7);
+    assert_int_equal(cfg.worker_threads, 64);
+    ccp_config_free(&cfg);
+    const char *const both[] = {"HTTP_MAX_CONNECTIONS=7", "MAX_STREAMS=20000", NULL};
+    load_expect(&cfg, &err, both, CCP_OK);
+    assert_int_equal(cfg.max_streams, 20000);
     ccp_config_free(&cfg);
     ccp_buf_free(&err);
 }
 
-/* WORKER_THREADS allows 1..4096; its default (HTTP_MAX_CONNECTIONS, up to
- * 10000) must stay inside that range too. */
-static void test_worker_threads_default_stays_within_its_range(void **state)
+/* MAX_STREAMS allows 1..1000000, and so does its default. */
+static void test_max_streams_default_stays_within_its_range(void **state)
 {
     (void)state;
     ccp_config cfg;
     ccp_buf err = {0};
-    const char *const env[] = {"HTTP_MAX_CONNECTIONS=10000", NULL};
+    const char *const env[] = {"HTTP_MAX_CONNECTIONS=1000000", NULL};
     load_expect(&cfg, &err, env, CCP_OK);
-    assert_int_equal(cfg.http_max_connections, 10000);
-    int threads = cfg.worker_threads;
+    assert_int_equal(cfg.http_max_connections, 1000000);
+    assert_int_equal(cfg.max_streams, 1000000);
     ccp_config_free(&cfg);
     ccp_buf_free(&err);
-    if (threads > 4096) print_error("worker_threads defaulted to %d\n", threads);
-    assert_true(threads >= 1 && threads <= 4096);
 }
 
 static void test_valid_values_are_taken(void **state)
@@ -207,7 +212,8 @@ static void test_each_bad_value_gives_one_line_naming_it(void **state)
         "HTTP_TIMEOUT=inf",          "HTTP_TIMEOUT=ten",            "HTTP_TIMEOUT=5s",
         "HTTP_CONNECT_TIMEOUT=0",    "HTTP_CONNECT_TIMEOUT=601",    "HTTP_CONNECT_TIMEOUT=-1",
         "HTTP_MAX_KEEPALIVE=-1",     "HTTP_MAX_KEEPALIVE=10001",    "HTTP_MAX_KEEPALIVE=many",
-        "HTTP_MAX_CONNECTIONS=0",    "HTTP_MAX_CONNECTIONS=10001",  "HTTP_MAX_CONNECTIONS=0x10",
+        "HTTP_MAX_CONNECTIONS=0",    "HTTP_MAX_CONNECTIONS=1000001", "HTTP_MAX_CONNECTIONS=0x10",
+        "MAX_STREAMS=0",             "MAX_STREAMS=1000001",         "MAX_STREAMS=lots",
         "HTTP_KEEPALIVE_EXPIRY=0.5", "HTTP_KEEPALIVE_EXPIRY=86401", "HTTP_KEEPALIVE_EXPIRY=x",
         "CLAUDE_SERVICE_PORT=0",     "CLAUDE_SERVICE_PORT=65536",   "CLAUDE_SERVICE_PORT=80a",
         "CLAUDE_SERVICE_PORT=99999999999999999999999",
@@ -750,8 +756,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults_with_empty_environment, test_setup),
-        cmocka_unit_test_setup(test_worker_threads_default_follows_max_connections, test_setup),
-        cmocka_unit_test_setup(test_worker_threads_default_stays_within_its_range, test_setup),
+        cmocka_unit_test_setup(test_max_streams_default_follows_max_connections, test_setup),
+        cmocka_unit_test_setup(test_max_streams_default_stays_within_its_range, test_setup),
         cmocka_unit_test_setup(test_valid_values_are_taken, test_setup),
         cmocka_unit_test_setup(test_log_level_aliases, test_setup),
         cmocka_unit_test_setup(test_each_bad_value_gives_one_line_naming_it, test_setup),

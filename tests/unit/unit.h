@@ -194,7 +194,7 @@ static inline void unit_env_clear(void)
         "HTTP_KEEPALIVE_EXPIRY", "CLAUDE_SERVICE_HOST",  "CLAUDE_SERVICE_PORT", "MAX_BODY_BYTES",
         "BASE_PATH",             "CORS_ALLOW_ORIGINS",   "WORKER_THREADS",      "WORKER_STACK_KB",
         "SHUTDOWN_GRACE",        "ADAPTERS_FILE",        "SESSION_SECRET",      "CCPROXY_ENV_FILE",
-        "CODEX_INSTRUCTIONS_FILE", "CODEX_TOOLS_FILE",   "CODEX_ENV_CWD",
+        "CODEX_INSTRUCTIONS_FILE", "CODEX_TOOLS_FILE",   "CODEX_ENV_CWD",       "MAX_STREAMS",
     };
     for (size_t i = 0; i < UNIT_COUNT(vars); i++) unsetenv(vars[i]);
 }
