@@ -87,7 +87,7 @@ int ccp_upstream_start(ccp_upstream *u, const ccp_upstream_request *req, const c
 
 /* The exchange on client is over: the loop sends what is still pending on
  * it, then calls client->close. Thread-safe; client belongs to the loop
- * from here on. */
+ * from here on. With u NULL, client is ended, flushed and closed at once. */
 void ccp_upstream_finish_client(ccp_upstream *u, ccp_io *client);
 
 /* Transfers and connections the loop is carrying now (for the limits). */
