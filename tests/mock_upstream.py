@@ -96,7 +96,7 @@ A request is recorded with the id from its `x-mock-id` header (else "r<seq>"): m
 path, route, prefix, query, headers (in order, as received), body (base64), the peer
 address, timestamps, what was sent back (status, headers, body sha256/length and the
 first MiB of it) and, for streams and waits, whether and when the peer disconnected
-(during silence this is found by select()ing the socket for EOF).
+(during silence this is found by poll()ing the socket for EOF).
 
 Control endpoints (only at the root of the mock itself, never under a prefix; refused
 when the request carries x-api-key, authorization or anthropic-version, i.e. when it
@@ -495,7 +495,7 @@ class Handler(BaseHTTPRequestHandler):
         """Stay silent up to `seconds`, returning early when the gate opens.
 
         Returns "gate" (gate reached `need` releases), "timeout", or raises PeerGone when
-        the peer closed the connection (EOF or reset seen by select()+MSG_PEEK)."""
+        the peer closed the connection (EOF or reset seen by poll()+MSG_PEEK)."""
         deadline = time.monotonic() + seconds
         sock = self.connection
         while True:
@@ -514,8 +514,14 @@ class Handler(BaseHTTPRequestHandler):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return "timeout"
-                fds = [sock] + ([r] if r is not None else [])
-                readable, _, _ = select.select(fds, [], [], remaining)
+                # poll, not select: with hundreds of streams open the descriptors
+                # pass FD_SETSIZE (1024), which select() refuses
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                if r is not None:
+                    poller.register(r, select.POLLIN)
+                ready = poller.poll(remaining * 1000)
+                sock_ready = any(fd == sock.fileno() for fd, _ in ready)
             finally:
                 if r is not None:
                     with STATE.cond:
@@ -526,7 +532,7 @@ class Handler(BaseHTTPRequestHandler):
                         STATE.cond.notify_all()
                     os.close(r)
                     os.close(w)
-            if sock in readable:
+            if sock_ready:
                 try:
                     peek = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
                 except BlockingIOError:

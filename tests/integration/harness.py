@@ -107,6 +107,11 @@ STACKS = {
     "killable": dict(env={}),
     # the responder gets SIGTERM while a stream runs (drain)
     "drain": dict(env={}),
+    # issue 9 (test_scale): few request threads (2 started, 4 at most) under hundreds of
+    # streams; the default stream ceiling; an idle timeout well above a paused stream's wait
+    "scale": dict(env={"WORKER_THREADS": "4", "HTTP_TIMEOUT": "90"}),
+    # a small stream ceiling: the 6th stream at once gets a 503
+    "ceiling": dict(env={"WORKER_THREADS": "4", "MAX_STREAMS": "5"}),
 
     # ---- ccproxy-codex
     # the default deployment: OPENAI_BASE_URL ends in /v1, client keys pass through
@@ -122,6 +127,7 @@ STACKS = {
     "codex_timeout": dict(service="codex", env=dict(CODEX_ENV, HTTP_TIMEOUT="1")),
     "codex_down": dict(service="codex", upstream="closed", env=dict(CODEX_ENV, HTTP_CONNECT_TIMEOUT="3")),
     "codex_killable": dict(service="codex", env=dict(CODEX_ENV)),
+    "codex_ceiling": dict(service="codex", env=dict(CODEX_ENV, WORKER_THREADS="4", MAX_STREAMS="5")),
 }
 
 BASE_ENV = {
