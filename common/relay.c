@@ -628,6 +628,22 @@ static void serve_local(exchange *x)
     ccp_buf_free(&out);
 }
 
+/* Past the service's ceiling of requests at once, a relayed request gets a
+ * fast 503 with Retry-After, never a silent wait; the log names the limit. */
+static bool refuse_over_limit(exchange *x)
+{
+    const ccp_runtime *rt = x->rt;
+    char msg[256];
+    const char *limit = rt->over_limit ? rt->over_limit(rt->limit_ctx, msg, sizeof msg) : NULL;
+    if (!limit) return false;
+    ccp_headers h = {0};
+    ccp_headers_add(&h, "Retry-After", "1");
+    fail(x, CCP_E_UNAVAILABLE, &h, "%s", msg);
+    ccp_headers_free(&h);
+    ccp_log_event(CCP_LOG_WARNING, "limit_reached", "refused %s %s with 503: %s", x->req.method, x->req.path, limit);
+    return true;
+}
+
 /* True when the request went to the loop (which then owns x). */
 static bool route_request(exchange *x)
 {
@@ -653,6 +669,8 @@ static bool route_request(exchange *x)
     } else if (x->req.bad_header) {
         fail(x, CCP_E_INVALID_REQUEST, NULL, "header %s has a line break in its value; header values must be one line",
              x->req.bad_header);
+    } else if (x->route->kind == CCP_ROUTE_RELAY && refuse_over_limit(x)) {
+        /* answered: local routes (health, adapters) stay served at the limit */
     } else if (x->route->kind == CCP_ROUTE_RELAY) {
         ccp_buf_free(&allow);
         return relay(x);
@@ -744,20 +762,3 @@ void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io)
     finish(x);
 }
 
-void ccp_relay_refuse(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io, const char *limit, const char *fmt, ...)
-{
-    ccp_request_status st;
-    exchange *x = exchange_new(rt, up, io, &st);
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    ccp_headers h = {0};
-    ccp_headers_add(&h, "Retry-After", "1");
-    fail(x, CCP_E_UNAVAILABLE, &h, "%s", msg);
-    ccp_headers_free(&h);
-    ccp_log_event(CCP_LOG_WARNING, "limit_reached", "refused %s %s with 503: %s", x->req.method ? x->req.method : "?",
-                  x->req.path ? x->req.path : "?", limit);
-    finish(x);
-}

@@ -53,6 +53,10 @@ typedef struct ccp_runtime {
     const ccp_service *service;
     const ccp_config *cfg;
     const ccp_adapters *adapters;
+    /* NULL, or asked before a request is relayed: the name of the limit
+     * the service is at (msg then says so to the client), or NULL. */
+    const char *(*over_limit)(void *ctx, char *msg, size_t n);
+    void *limit_ctx;
 } ccp_runtime;
 
 /* Serves one request on io, on the thread of up's loop. Returns once the
@@ -60,10 +64,6 @@ typedef struct ccp_runtime {
  * with ccp_io_finish(io), which may come before this returns. */
 void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io);
 
-/* Answers io at once with the dialect's 503 and Retry-After: a limit
- * (named in the log line) is reached. Owns io like ccp_relay_serve. */
-void ccp_relay_refuse(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io, const char *limit, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
 
 /* Exposed for tests: does path match pattern? */
 bool ccp_route_matches(const char *pattern, const char *path);

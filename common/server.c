@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,11 @@ typedef struct worker {
     long long accept_paused_until;
     bool stopped_accepting;
     atomic_bool forced; /* the grace is over: exit with connections open */
+    long long idle_since; /* when this loop last saw the service idle; 0: busy */
 } worker;
+
+/* Set by any loop on a request, cleared by the one that trims. */
+static atomic_bool worked_since_trim;
 
 static struct {
     const ccp_runtime *rt;
@@ -136,13 +141,36 @@ static int answering_now(void)
 static void on_request(void *ctx, ccp_io *io)
 {
     worker *w = ctx;
-    /* busy counts this request already. */
-    if (answering_now() > pool.max_streams)
-        ccp_relay_refuse(pool.rt, w->up, io, pool.stream_limit_name,
-                         "this service carries its limit of %d requests at once (%s); retry shortly",
-                         pool.max_streams, pool.stream_limit_name);
-    else
-        ccp_relay_serve(pool.rt, w->up, io);
+    atomic_store(&worked_since_trim, true);
+    ccp_relay_serve(pool.rt, w->up, io);
+}
+
+/* glibc keeps freed memory for reuse: after a peak of thousands of
+ * streams the process would stay at its peak RSS. Once the whole service
+ * has been idle for a second, it is handed back. */
+#define TRIM_AFTER_IDLE_MS 1000
+
+static long trim_when_idle(worker *w)
+{
+    if (answering_now() > 0) {
+        w->idle_since = 0;
+        return -1;
+    }
+    long long now = ccp_now_ms();
+    if (!w->idle_since) w->idle_since = now;
+    if (now - w->idle_since < TRIM_AFTER_IDLE_MS) return (long)(w->idle_since + TRIM_AFTER_IDLE_MS - now);
+    if (atomic_exchange(&worked_since_trim, false)) malloc_trim(0);
+    return -1;
+}
+
+static const char *over_limit(void *ctx, char *msg, size_t n)
+{
+    (void)ctx;
+    /* busy counts the request asking already. */
+    if (answering_now() <= pool.max_streams) return NULL;
+    snprintf(msg, n, "this service carries its limit of %d requests at once (%s); retry shortly", pool.max_streams,
+             pool.stream_limit_name);
+    return pool.stream_limit_name;
 }
 
 static void on_listen(ccp_watch *lw, uint32_t events)
@@ -181,13 +209,14 @@ static long worker_tick(void *ctx)
         ccp_fcgi_close_idle(&w->host);
         return -1;
     }
+    long wait = atomic_load(&worked_since_trim) ? trim_when_idle(w) : -1;
     if (w->accept_paused_until) {
         long long left = w->accept_paused_until - ccp_now_ms();
-        if (left > 0) return (long)left;
+        if (left > 0) return wait >= 0 && wait < left ? wait : (long)left;
         w->accept_paused_until = 0;
         ccp_loop_watch(w->loop, &w->listen, EPOLLIN | EPOLLEXCLUSIVE);
     }
-    return -1;
+    return wait;
 }
 
 static bool worker_idle(void *ctx)
@@ -257,7 +286,7 @@ static bool start_worker(worker *w, const ccp_runtime *rt, size_t stack)
 }
 
 /* Returns the exit status; *cut_off counts requests still running at exit. */
-static int serve_fastcgi(const ccp_runtime *rt, int *cut_off)
+static int serve_fastcgi(ccp_runtime *rt, int *cut_off)
 {
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -269,6 +298,7 @@ static int serve_fastcgi(const ccp_runtime *rt, int *cut_off)
     /* Every loop accepts from it; one that finds nothing must not block. */
     fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
 
+    rt->over_limit = over_limit;
     pool.rt = rt;
     pool.count = rt->cfg->worker_threads;
     pool.workers = ccp_xcalloc((size_t)pool.count, sizeof *pool.workers);

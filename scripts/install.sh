@@ -49,7 +49,7 @@ install)
         # Paths inside man pages, units and example configs follow the prefix.
         *.8|*.service|*.socket|*.conf)
             sed -e "s|@PREFIX@|$prefix|g" -e "s|/usr/local/bin/|$prefix/bin/|g" -e "s|@BIN_DIR@|$prefix/bin|g" \
-                -e "s|@ERRORS_DIR@|$prefix/share/ccproxy/examples/lighttpd/errors|g" -e "s|@RUN_DIR@|/run/ccproxy|g" \
+                -e "s|@ERRORS_DIR@|$prefix/share/ccproxy/examples/lighttpd/errors|g" -e "s|@RUN_DIR@|/run/ccproxy|g" -e "s|@MAX_FDS@|65536|g" -e "s|@MAX_CONNECTIONS@|32000|g" \
                 "$src" > "$root/$dst"
             chmod "$m" "$root/$dst" ;;
         *) install -m "$m" "$src" "$root/$dst" ;;

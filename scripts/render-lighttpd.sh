@@ -16,6 +16,10 @@ cp "$here"/conf/lighttpd/errors/*.html "$out/errors/"
 body=${MAX_BODY_BYTES:-33554432}
 timeout=${HTTP_TIMEOUT:-600}
 max_kb=$(( (body + 1048576) / 1024 ))
+hard=$(ulimit -Hn)
+case $hard in unlimited) hard=1048576 ;; esac
+max_fds=$(( hard < 65536 ? hard : 65536 ))
+max_conns=$(( max_fds / 2 - 64 ))
 write_idle=$(awk -v t="$timeout" 'BEGIN { printf "%d", int(t) + 60 }')
 
 # The responders' configuration: every variable they read that is set here.
@@ -40,7 +44,7 @@ subs = {
     "@CLAUDE_SERVICE_HOST@": "${CLAUDE_SERVICE_HOST:-127.0.0.1}", "@CLAUDE_SERVICE_PORT@": "${CLAUDE_SERVICE_PORT:-8001}",
     "@CODEX_SERVICE_HOST@": "${CODEX_SERVICE_HOST:-127.0.0.1}", "@CODEX_SERVICE_PORT@": "${CODEX_SERVICE_PORT:-8002}",
     "@MAX_REQUEST_KB@": "$max_kb", "@WRITE_IDLE@": "$write_idle", "@ERRORS_DIR@": "$out/errors",
-    "@BIN_DIR@": "$bin", "@RUN_DIR@": "$out/run",
+    "@BIN_DIR@": "$bin", "@RUN_DIR@": "$out/run", "@MAX_FDS@": "$max_fds", "@MAX_CONNECTIONS@": "$max_conns",
 }
 for k, v in subs.items():
     s = s.replace(k, v)
