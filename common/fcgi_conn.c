@@ -257,6 +257,13 @@ static void io_abort(ccp_io *io)
 static void conn_close(ccp_fcgi_conn *c);
 static void finish_request(ccp_fcgi_conn *c);
 
+/* After a send: a transfer paused for this client may go on. */
+static void notify_writable(ccp_fcgi_conn *c)
+{
+    if (c->state == CONN_ANSWERING && pending(c) < WRITABLE_MARK && c->io.on_client)
+        c->io.on_client(c->io.on_client_ctx, CCP_IO_WRITABLE);
+}
+
 static void io_release(ccp_io *io)
 {
     ccp_fcgi_conn *c = io->ctx;
@@ -469,8 +476,7 @@ static void on_event(ccp_watch *w, uint32_t events)
             if (c->w.fd < 0) return;
         } else {
             set_events(c);
-            if (c->state == CONN_ANSWERING && pending(c) < WRITABLE_MARK && c->io.on_client)
-                c->io.on_client(c->io.on_client_ctx, CCP_IO_WRITABLE);
+            notify_writable(c);
         }
         if (c->w.fd < 0) return;
     }
@@ -518,6 +524,7 @@ static long flush_tick(void *ctx)
             continue;
         }
         set_events(c);
+        notify_writable(c);
     }
     return -1;
 }
