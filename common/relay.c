@@ -471,6 +471,9 @@ static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstrea
         ccp_buf_reset(&x->error);
         ccp_buf_append_str(&x->error, "client disconnected; upstream transfer cancelled");
         x->log_status = 499;
+        /* Cut, never ended: a client still there (one that read nothing for
+         * HTTP_TIMEOUT) must not see half an answer as a complete one. */
+        if (x->res.headers_sent) ccp_response_abort(&x->res);
         break;
     case CCP_UP_UNREACHABLE:
         fail(x, CCP_E_UPSTREAM, NULL, "%s", err);

@@ -168,7 +168,7 @@ static const char *over_limit(void *ctx, char *msg, size_t n)
     (void)ctx;
     /* busy counts the request asking already. */
     if (answering_now() <= pool.max_streams) return NULL;
-    snprintf(msg, n, "this service carries its limit of %d requests at once (%s); retry shortly", pool.max_streams,
+    snprintf(msg, n, "this service carries its limit of %d streams at once (%s); retry shortly", pool.max_streams,
              pool.stream_limit_name);
     return pool.stream_limit_name;
 }
@@ -257,7 +257,7 @@ static void size_limits(const ccp_config *cfg)
         pool.stream_limit_name = "the open-files limit, RLIMIT_NOFILE";
     }
     ccp_log_event(CCP_LOG_INFO, "limits",
-                  "open files: %ld (raised to the hard limit); requests at once: %d (by %s); event loops: %d", fds,
+                  "open files: %ld (raised to the hard limit); streams at once: %d (by %s); event loops: %d", fds,
                   pool.max_streams, pool.stream_limit_name, pool.count);
 }
 
