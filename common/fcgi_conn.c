@@ -418,20 +418,22 @@ static void parse_input(ccp_fcgi_conn *c)
         }
     }
     if (c->in_off == c->in.len) {
-        c->in.len = c->in_off = 0;
-        if (c->in.cap > OUT_KEEP_CAP) ccp_buf_free(&c->in);
+        /* All consumed: an open stream keeps no input buffer. */
+        ccp_buf_free(&c->in);
+        c->in_off = 0;
     }
 }
 
 static void read_input(ccp_fcgi_conn *c, uint32_t events)
 {
+    /* Read into the loop thread's scratch and keep only what arrived: a
+     * connection's buffer is the size of its request, not of a read. */
+    static _Thread_local char scratch[65536];
     for (;;) {
-        ccp_buf_reserve(&c->in, 16384);
-        ssize_t n = recv(c->w.fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, MSG_DONTWAIT);
+        ssize_t n = recv(c->w.fd, scratch, sizeof scratch, MSG_DONTWAIT);
         if (n > 0) {
-            c->in.len += (size_t)n;
-            c->in.data[c->in.len] = '\0';
-            if ((size_t)n < 16384) break;
+            ccp_buf_append(&c->in, scratch, (size_t)n);
+            if ((size_t)n < sizeof scratch) break;
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
