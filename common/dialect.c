@@ -54,6 +54,7 @@ static const char *const anthropic_pass_prefixes[] = {"anthropic-ratelimit-", NU
 const ccp_dialect ccp_dialect_anthropic = {
     .name = "anthropic",
     .example_model = "claude-sonnet-4-5",
+    .conversation_field = "messages",
     .config_names =
         {
             .base_url_var = "ANTHROPIC_BASE_URL",
@@ -148,4 +149,12 @@ bool ccp_dialect_passes_header(const ccp_dialect *d, const char *name)
     for (const char *const *p = d->pass_header_prefixes; p && *p; p++)
         if (strncasecmp(name, *p, strlen(*p)) == 0) return true;
     return false;
+}
+
+int ccp_dialect_message_count(const ccp_dialect *d, json_object *body)
+{
+    json_object *v;
+    if (!d->conversation_field || !json_object_object_get_ex(body, d->conversation_field, &v)) return -1;
+    if (json_object_is_type(v, json_type_array)) return (int)json_object_array_length(v);
+    return json_object_is_type(v, json_type_string) ? 1 : -1;
 }

@@ -83,6 +83,9 @@ typedef struct ccp_dialect {
      * (ccp_request_is_websocket): this API is HTTP with SSE streams here.
      * NULL: the route table answers such a request like any other. */
     const char *websocket_refusal;
+    /* The request field that holds the conversation ("messages", "input"):
+     * its length is the message count the log line shows. */
+    const char *conversation_field;
 
     void (*error_body)(const struct ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message);
     /* The SSE event that ends a stream that failed after it started. */
@@ -112,6 +115,10 @@ void ccp_dialect_auth_header(const ccp_dialect *d, ccp_auth_style style, ccp_key
                              ccp_buf *name, ccp_buf *value);
 
 bool ccp_dialect_passes_header(const ccp_dialect *d, const char *name);
+
+/* Messages in a request body: the conversation field's length (a string
+ * counts as one), or -1 without it (or of another type). */
+int ccp_dialect_message_count(const ccp_dialect *d, json_object *body);
 
 /* Shared by the dialect tables. */
 void ccp_url_join(ccp_buf *out, const char *base, const char *path, const char *query);

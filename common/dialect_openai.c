@@ -181,6 +181,7 @@ static const char *const openai_pass_prefixes[] = {"openai-", "x-ratelimit-", NU
 const ccp_dialect ccp_dialect_openai = {
     .name = "openai",
     .example_model = "gpt-5-codex",
+    .conversation_field = "input",
     .config_names =
         {
             .base_url_var = "OPENAI_BASE_URL",

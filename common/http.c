@@ -463,6 +463,7 @@ void ccp_response_abort(ccp_response *res)
      * and cuts its client off. Every earlier write was flushed, so the
      * record starts on a record boundary. */
     res->client_gone = true;
+    res->aborted = true;
     if (res->io->abort) {
         res->io->abort(res->io); /* a transport with a queue puts it in line */
         return;

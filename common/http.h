@@ -135,6 +135,7 @@ typedef struct ccp_response {
     ccp_io *io;
     bool headers_sent;
     bool client_gone;
+    bool aborted; /* ended as broken by ccp_response_abort (client_gone too) */
     int status;
     size_t bytes_out;
     /* Added to every response (CORS); owned by the caller. */

@@ -12,6 +12,15 @@
 #include "log.h"
 #include "sse.h"
 
+/* How the upstream's answer reaches the client, decided by its headers. */
+typedef enum {
+    ANSWER_PENDING,   /* no upstream headers yet */
+    ANSWER_STREAM,    /* SSE, event by event */
+    ANSWER_AGGREGATE, /* SSE folded into the one JSON body the client asked for */
+    ANSWER_HOLD,      /* a non-stream body held until it is complete */
+    ANSWER_PASS,      /* a non-stream body too big to hold: as it arrives */
+} answer_mode;
+
 /* The per-request context: everything one exchange owns, freed in one place. */
 typedef struct exchange {
     const ccp_runtime *rt;
@@ -34,21 +43,18 @@ typedef struct exchange {
     int stream;
     int message_count;
 
-    bool sse;
+    bool want_aggregate;     /* a forced stream answers as one JSON body */
+    answer_mode mode;
     ccp_sse_framer framer;
     ccp_sse_event event;     /* scratch for event inspection */
     ccp_stream_state stream_state;
-    bool aggregate;          /* answer from the stream as one JSON body */
-    bool aggregating;        /* the upstream did stream: events go to agg */
-    ccp_headers aggregate_headers; /* the upstream's, for the one JSON answer */
-    ccp_aggregate agg;
-    bool holding;            /* a non-stream answer waits in held until complete */
+    ccp_headers answer_headers; /* ANSWER_AGGREGATE, ANSWER_HOLD: for the late begin */
     int held_status;
-    ccp_headers held_headers;
     ccp_buf held;
+    ccp_aggregate agg;
     ccp_buf logged_response;
     ccp_upstream_stats stats;
-    int log_status;
+    bool client_left; /* logged as 499, whatever went out before */
     ccp_buf error;
     long long start_ns;
 } exchange;
@@ -113,9 +119,8 @@ static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, con
     ccp_buf out = {0};
     if (!x->res.headers_sent) {
         x->d->error_body(x->d, &out, kind, msg);
-        x->log_status = ccp_error_status(kind);
-        ccp_response_send(&x->res, x->log_status, "application/json", out.data, out.len, extra);
-    } else if (x->sse) {
+        ccp_response_send(&x->res, ccp_error_status(kind), "application/json", out.data, out.len, extra);
+    } else if (x->mode == ANSWER_STREAM) {
         /* Whatever half event was held back is dropped: the client gets
          * whole events, then the error, then the end. */
         ccp_sse_framer_free(&x->framer);
@@ -224,7 +229,6 @@ static void preflight(exchange *x, const char *allow)
                             : "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, x-client-type");
         ccp_headers_add(&h, "Access-Control-Max-Age", "86400");
     }
-    x->log_status = 204;
     ccp_response_send(&x->res, 204, NULL, NULL, 0, &h);
     ccp_headers_free(&h);
 }
@@ -281,11 +285,9 @@ static bool check_body(exchange *x)
         x->stream = json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v) : -1;
     else
         x->stream = 0;
+    x->message_count = ccp_dialect_message_count(x->d, x->body);
     json_object *msgs = NULL;
-    if (json_object_object_get_ex(x->body, "messages", &msgs) && json_object_is_type(msgs, json_type_array))
-        x->message_count = (int)json_object_array_length(msgs);
-    else if (json_object_object_get_ex(x->body, "input", &v))
-        x->message_count = json_object_is_type(v, json_type_array) ? (int)json_object_array_length(v) : 1;
+    json_object_object_get_ex(x->body, "messages", &msgs); /* CCP_BODY_MESSAGES_ARRAY names it */
 
     if ((checks & CCP_BODY_MODEL) && (!x->model || !*x->model)) {
         fail(x, CCP_E_INVALID_REQUEST, NULL, "model: field required; name the model, e.g. \"model\": \"%s\"",
@@ -357,9 +359,8 @@ static void build_upstream_headers(exchange *x, ccp_headers *out, bool has_body)
 /* Sends the held status, headers and body; from here on the answer streams. */
 static int release_held(exchange *x)
 {
-    x->holding = false;
-    x->log_status = x->held_status;
-    int rc = ccp_response_begin(&x->res, x->held_status, &x->held_headers);
+    x->mode = ANSWER_PASS;
+    int rc = ccp_response_begin(&x->res, x->held_status, &x->answer_headers);
     if (rc == 0 && x->held.len) rc = ccp_response_write(&x->res, x->held.data, x->held.len);
     ccp_buf_free(&x->held);
     return rc;
@@ -373,30 +374,29 @@ static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
         if (ccp_dialect_passes_header(x->d, up->items[i].name))
             ccp_headers_add(&h, up->items[i].name, up->items[i].value);
     const char *ct = ccp_headers_get(up, "content-type"), *cl;
-    x->sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
-    if (x->aggregate && x->sse && status == 200) {
+    bool sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
+    if (x->want_aggregate && sse && status == 200) {
         /* The client gets one JSON body when the stream is done (with the
          * upstream's headers but its content-type); an error answer (not a
          * stream) passes through as it is. */
-        x->aggregating = true;
+        x->mode = ANSWER_AGGREGATE;
         ccp_headers_remove(&h, "content-type");
-        x->aggregate_headers = h;
+        x->answer_headers = h;
         return 0;
     }
-    if (x->sse) {
-        ccp_headers_add(&h, "Cache-Control", "no-cache");
-        ccp_headers_add(&h, "X-Accel-Buffering", "no");
-    } else {
+    if (!sse) {
         /* The body passes unchanged, so its length holds (it matters only
          * when the answer is too big to hold: a web server then notices an
          * upstream that dies mid-body by the missing bytes). */
         if ((cl = ccp_headers_get(up, "content-length"))) ccp_headers_add(&h, "Content-Length", cl);
-        x->holding = true;
+        x->mode = ANSWER_HOLD;
         x->held_status = status ? status : 502;
-        x->held_headers = h;
+        x->answer_headers = h;
         return 0;
     }
-    x->log_status = status ? status : 502;
+    x->mode = ANSWER_STREAM;
+    ccp_headers_add(&h, "Cache-Control", "no-cache");
+    ccp_headers_add(&h, "X-Accel-Buffering", "no");
     int rc = ccp_response_begin(&x->res, status ? status : 502, &h);
     ccp_headers_free(&h);
     return rc;
@@ -405,19 +405,26 @@ static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
 static int on_upstream_data(void *ctx, const char *p, size_t n)
 {
     exchange *x = ctx;
-    if (x->rt->cfg->environment == CCP_ENV_TEST && !x->sse &&
-        x->logged_response.len < x->rt->cfg->log_body_max_bytes)
-        ccp_buf_append(&x->logged_response, p, n);
-    if (x->aggregating) return ccp_sse_framer_feed(&x->framer, p, n, emit_to_aggregate, x);
-    if (x->sse) return ccp_sse_framer_feed(&x->framer, p, n, emit_to_client, x);
-    if (x->holding) {
+    switch (x->mode) {
+    case ANSWER_STREAM:
+        return ccp_sse_framer_feed(&x->framer, p, n, emit_to_client, x);
+    case ANSWER_AGGREGATE:
+        return ccp_sse_framer_feed(&x->framer, p, n, emit_to_aggregate, x);
+    case ANSWER_HOLD:
+        if (x->rt->cfg->environment == CCP_ENV_TEST && x->logged_response.len < x->rt->cfg->log_body_max_bytes)
+            ccp_buf_append(&x->logged_response, p, n);
         if (n <= HOLD_MAX_BYTES - x->held.len) {
             ccp_buf_append(&x->held, p, n);
             return 0;
         }
         if (release_held(x) != 0) return -1;
+        return ccp_response_write(&x->res, p, n);
+    case ANSWER_PASS:
+        return ccp_response_write(&x->res, p, n);
+    case ANSWER_PENDING:
+        break;
     }
-    return ccp_response_write(&x->res, p, n);
+    return 0; /* a body before headers: curl does not do that */
 }
 
 /* The held answer is complete: it goes out with its own length. */
@@ -425,7 +432,7 @@ static void answer_held(exchange *x)
 {
     char cl[32];
     snprintf(cl, sizeof cl, "%zu", x->held.len);
-    ccp_headers_set(&x->held_headers, "Content-Length", cl);
+    ccp_headers_set(&x->answer_headers, "Content-Length", cl);
     release_held(x);
 }
 
@@ -437,14 +444,12 @@ static void answer_aggregate(exchange *x)
         size_t n;
         const char *body = json_object_to_json_string_length(
             x->agg.result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-        x->log_status = 200;
-        ccp_response_send(&x->res, 200, "application/json", body, n, &x->aggregate_headers);
+        ccp_response_send(&x->res, 200, "application/json", body, n, &x->answer_headers);
     } else if (x->agg.done) {
-        x->log_status = x->agg.status;
         ccp_buf_reset(&x->error);
         ccp_buf_append(&x->error, x->agg.error_body.data, x->agg.error_body.len);
         ccp_response_send(&x->res, x->agg.status, "application/json", x->agg.error_body.data, x->agg.error_body.len,
-                          &x->aggregate_headers);
+                          &x->answer_headers);
     } else {
         fail(x, CCP_E_UPSTREAM, NULL, "%s",
              "the upstream stream ended before its final event; the response is incomplete");
@@ -462,15 +467,15 @@ static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstrea
     x->stats = *stats;
     switch (r) {
     case CCP_UP_OK:
-        if (x->aggregating) answer_aggregate(x);
-        else if (x->sse) ccp_sse_framer_finish(&x->framer, emit_to_client, x);
-        else if (x->holding) answer_held(x);
-        if (x->res.client_gone) x->log_status = 499;
+        if (x->mode == ANSWER_AGGREGATE) answer_aggregate(x);
+        else if (x->mode == ANSWER_STREAM) ccp_sse_framer_finish(&x->framer, emit_to_client, x);
+        else if (x->mode == ANSWER_HOLD) answer_held(x);
+        if (x->res.client_gone && !x->res.aborted) x->client_left = true;
         break;
     case CCP_UP_CLIENT_GONE:
         ccp_buf_reset(&x->error);
         ccp_buf_append_str(&x->error, "client disconnected; upstream transfer cancelled");
-        x->log_status = 499;
+        x->client_left = true;
         /* Cut, never ended: a client still there (one that read nothing for
          * HTTP_TIMEOUT) must not see half an answer as a complete one. */
         if (x->res.headers_sent) ccp_response_abort(&x->res);
@@ -488,9 +493,19 @@ static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstrea
     finish(x);
 }
 
-/* Everything up to the upstream call; true when the transfer was handed to
- * the loop (which then owns x), false when x is answered already. */
-static bool relay(exchange *x)
+/* The request as it goes upstream; lives for one call of relay(). */
+typedef struct upstream_call {
+    bool has_body;
+    ccp_headers headers;
+    const char *body; /* the client's bytes, or the adapted ones */
+    size_t body_len;
+    ccp_buf url;
+} upstream_call;
+
+/* Each step of relay() either does its part and returns true, or answers
+ * the client (fail) and returns false. */
+
+static bool authenticate(exchange *x)
 {
     const ccp_config *cfg = x->rt->cfg;
     if (!ccp_dialect_client_key(x->d, &x->req.headers, &x->key)) {
@@ -505,85 +520,98 @@ static bool relay(exchange *x)
         fail(x, CCP_E_AUTH, NULL, "invalid API key: this service only accepts the keys listed in its ACCESS_KEYS");
         return false;
     }
+    return true;
+}
 
-    bool has_body = strcmp(x->req.method, "GET") != 0 && strcmp(x->req.method, "HEAD") != 0;
-    if (has_body) {
-        ccp_request_status st = ccp_request_read_body(&x->req, cfg->max_body_bytes);
-        if (st == CCP_REQ_TOO_LARGE) {
-            fail(x, CCP_E_TOO_LARGE, NULL, "request body is larger than this service accepts (%zu bytes, MAX_BODY_BYTES)",
-                 cfg->max_body_bytes);
-            return false;
-        }
+static bool read_body(exchange *x, upstream_call *call)
+{
+    size_t max = x->rt->cfg->max_body_bytes;
+    call->has_body = strcmp(x->req.method, "GET") != 0 && strcmp(x->req.method, "HEAD") != 0;
+    if (!call->has_body) {
         x->body_read = true;
-        if (st == CCP_REQ_SHORT_BODY) {
-            fail(x, CCP_E_INVALID_REQUEST, NULL, "request body is shorter than its Content-Length (%zu of %lld bytes)",
-                 x->req.body.len, x->req.content_length);
-            return false;
-        }
-        if (x->route->body_checks & CCP_BODY_JSON_OBJECT) {
-            if (!parse_body(x) || !check_body(x)) return false;
-        }
+        return true;
     }
-    x->body_read = true;
-
-    ccp_buf err = {0};
-    x->adapter = ccp_adapters_select(x->rt->adapters, &x->req, x->body, &err);
-    if (!x->adapter) {
-        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
-        ccp_buf_free(&err);
+    ccp_request_status st = ccp_request_read_body(&x->req, max);
+    x->body_read = st != CCP_REQ_TOO_LARGE; /* a refused body is drained by fail */
+    if (st == CCP_REQ_TOO_LARGE) {
+        fail(x, CCP_E_TOO_LARGE, NULL, "request body is larger than this service accepts (%zu bytes, MAX_BODY_BYTES)",
+             max);
         return false;
     }
+    if (st == CCP_REQ_SHORT_BODY) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "request body is shorter than its Content-Length (%zu of %lld bytes)",
+             x->req.body.len, x->req.content_length);
+        return false;
+    }
+    call->body = x->req.body.data;
+    call->body_len = x->req.body.len;
+    if (!(x->route->body_checks & CCP_BODY_JSON_OBJECT)) return true;
+    return parse_body(x) && check_body(x);
+}
 
-    ccp_headers up_headers_list = {0}, *up_headers = &up_headers_list;
-    build_upstream_headers(x, up_headers, has_body);
+static bool select_adapter(exchange *x)
+{
+    ccp_buf err = {0};
+    x->adapter = ccp_adapters_select(x->rt->adapters, &x->req, x->body, &err);
+    if (!x->adapter) fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
+    ccp_buf_free(&err);
+    return x->adapter != NULL;
+}
+
+/* The upstream headers, the adapter's steps, and the decision to answer a
+ * forced stream as one JSON body. */
+static bool transform(exchange *x, upstream_call *call)
+{
+    const ccp_config *cfg = x->rt->cfg;
+    build_upstream_headers(x, &call->headers, call->has_body);
+    if (!(x->route->body_checks & CCP_ADAPT)) return true;
     ccp_transform t = {
         .cfg = cfg,
         .req = &x->req,
         .client_key = x->key.value,
         .body = x->body,
-        .upstream_headers = up_headers,
+        .upstream_headers = &call->headers,
     };
-    const char *body = x->req.body.data;
-    size_t body_len = x->req.body.len;
-    if ((x->route->body_checks & CCP_ADAPT) && ccp_adapter_apply(x->adapter, &t, &err) != CCP_OK) {
-        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
-        ccp_buf_free(&err);
-        ccp_headers_free(up_headers);
-        return false;
-    }
-    if (x->d->aggregate_event && x->body && (x->route->body_checks & CCP_ADAPT)) {
+    ccp_buf err = {0};
+    bool ok = ccp_adapter_apply(x->adapter, &t, &err) == CCP_OK;
+    if (!ok) fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
+    ccp_buf_free(&err);
+    if (!ok) return false;
+    if (x->d->aggregate_event && x->body) {
         json_object *st;
         bool now_streams = json_object_object_get_ex(x->body, "stream", &st) &&
                            json_object_is_type(st, json_type_boolean) && json_object_get_boolean(st);
-        x->aggregate = now_streams && (t.aggregate_stream || x->stream != 1);
+        x->want_aggregate = now_streams && (t.aggregate_stream || x->stream != 1);
     }
     if (t.body_changed && x->body) {
         size_t n;
         const char *adapted = json_object_to_json_string_length(
             x->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
         ccp_buf_append(&x->upstream_body, adapted, n);
-        body = x->upstream_body.data;
-        body_len = n;
-        ccp_headers_set(up_headers, "content-type", "application/json");
+        call->body = x->upstream_body.data;
+        call->body_len = n;
+        ccp_headers_set(&call->headers, "content-type", "application/json");
         /* Test logs show what the client sent; nothing else reads it now. */
         if (cfg->environment != CCP_ENV_TEST) ccp_buf_free(&x->req.body);
     }
+    return true;
+}
+
+/* Hands the transfer to the loop; from a true return on, the loop owns x
+ * (and may already have finished it). */
+static bool start_transfer(exchange *x, upstream_call *call)
+{
     /* An open stream keeps only the bytes it sends: the tree is most of a
      * request's memory, and thousands of streams may be open. */
     json_object_put(x->body);
     x->body = NULL;
-
-    ccp_buf_free(&err);
-    /* The loop copies the URL and header lines: both die here, and x may
-     * be finished by the loop before ccp_upstream_start returns. */
-    ccp_buf url = {0};
-    x->d->upstream_url(&url, cfg->upstream_base_url, x->req.path, x->req.query);
+    x->d->upstream_url(&call->url, x->rt->cfg->upstream_base_url, x->req.path, x->req.query);
     ccp_upstream_request ureq = {
         .method = x->req.method,
-        .url = url.data,
-        .headers = up_headers,
-        .body = has_body ? body : NULL,
-        .body_len = has_body ? body_len : 0,
+        .url = call->url.data,
+        .headers = &call->headers,
+        .body = call->has_body ? call->body : NULL,
+        .body_len = call->has_body ? call->body_len : 0,
     };
     ccp_upstream_sink sink = {
         .ctx = x,
@@ -592,10 +620,21 @@ static bool relay(exchange *x)
         .on_done = on_upstream_done,
         .client = x->io,
     };
-    bool started = ccp_upstream_start(x->up, &ureq, &sink) == CCP_OK;
-    ccp_buf_free(&url);
-    ccp_headers_free(up_headers);
-    if (!started) fail(x, CCP_E_UNAVAILABLE, NULL, "%s", "the service is shutting down; retry on another instance");
+    if (ccp_upstream_start(x->up, &ureq, &sink) == CCP_OK) return true;
+    fail(x, CCP_E_UNAVAILABLE, NULL, "%s", "the service is shutting down; retry on another instance");
+    return false;
+}
+
+/* A relayed request, as the list of its steps. True when the transfer went
+ * to the loop (which then owns x), false when x is answered already. The
+ * upstream call dies here: the loop copied its URL and header lines. */
+static bool relay(exchange *x)
+{
+    upstream_call call = {0};
+    bool started = authenticate(x) && read_body(x, &call) && select_adapter(x) && transform(x, &call) &&
+                   start_transfer(x, &call);
+    ccp_headers_free(&call.headers);
+    ccp_buf_free(&call.url);
     return started;
 }
 
@@ -615,7 +654,6 @@ static void serve_local(exchange *x)
     }
     if (!x->body_read) ccp_request_drain(&x->req);
     x->body_read = true;
-    x->log_status = 200;
     if (strcmp(x->req.method, "HEAD") == 0) {
         /* Headers only, with the length a GET would have. */
         char cl[32];
@@ -695,7 +733,7 @@ static void log_exchange(exchange *x)
         .stream = x->body_parsed ? x->stream : -1,
         .message_count = x->message_count,
         .user_agent = ccp_request_header(&x->req, "user-agent"),
-        .status = x->log_status,
+        .status = x->client_left ? 499 : x->res.status,
         .duration_ms = ms,
         .ttfb_ms = x->stats.ttfb_ms,
         .bytes_out = x->res.bytes_out,
@@ -721,8 +759,7 @@ static void finish(exchange *x)
     ccp_sse_framer_free(&x->framer);
     ccp_sse_event_free(&x->event);
     json_object_put(x->agg.result);
-    ccp_headers_free(&x->aggregate_headers);
-    ccp_headers_free(&x->held_headers);
+    ccp_headers_free(&x->answer_headers);
     ccp_buf_free(&x->held);
     ccp_buf_free(&x->agg.error_body);
     ccp_buf_free(&x->logged_response);

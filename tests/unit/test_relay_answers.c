@@ -6,6 +6,7 @@
 
 #include <sys/socket.h>
 
+#include "../../common/log.h"
 #include "../../common/relay.h"
 
 /* ---- relayed answers: held until complete, or cut off ---------------------- */
@@ -21,6 +22,7 @@ typedef struct script {
     size_t piece;      /* bytes per on_data call; 0: all at once */
     size_t filler;     /* then this many 'x' bytes, in 64 KiB pieces */
     ccp_upstream_result result;
+    bool no_headers; /* fail before any header block */
     int runs;
 } script;
 
@@ -33,6 +35,10 @@ static ccp_upstream_result play(const ccp_upstream_sink *sink, ccp_upstream_stat
 {
     up_script.runs++;
     stats->ttfb_ms = 1;
+    if (up_script.no_headers) {
+        ccp_buf_append_str(err, "upstream test is unreachable");
+        return up_script.result;
+    }
     stats->headers_seen = true;
     ccp_headers h;
     unit_headers_from(&h, up_script.headers);
@@ -84,53 +90,69 @@ static const ccp_service relay_service = {
     .route_count = 1,
 };
 
+static const ccp_route codex_routes[] = {
+    {"POST", "/v1/responses", CCP_ROUTE_RELAY, CCP_BODY_JSON_OBJECT | CCP_BODY_MODEL | CCP_ADAPT, NULL},
+};
+
+static const ccp_service codex_service = {
+    .name = "codex-service",
+    .program = "ccproxy-codex",
+    .adapter_set = "codex",
+    .dialect = &ccp_dialect_openai,
+    .routes = codex_routes,
+    .route_count = 1,
+};
+
 typedef struct served {
     ccp_buf out;      /* everything written to the web server */
     ccp_buf cut;      /* what the web server's end of the FastCGI socket got */
+    ccp_buf log;      /* the request's log line */
     const char *body; /* where the response body starts in out */
 } served;
 
-/* One POST /v1/messages through ccp_relay_serve; hangup_fd is a socketpair
- * standing in for the FastCGI connection. */
-static void serve(served *sv)
+/* One request through ccp_relay_serve: the service, its path, the body, and
+ * a user agent; hangup_fd is a socketpair standing in for the FastCGI
+ * connection. */
+static void serve_as(const ccp_service *service, const char *path, const char *req_body, const char *user_agent,
+                     served *sv)
 {
-    static const char req_body[] =
-        "{\"model\":\"claude-sonnet-4-20250514\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
-    char cl[32];
-    snprintf(cl, sizeof cl, "CONTENT_LENGTH=%zu", sizeof req_body - 1);
-    char *envp[] = {"REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages", "CONTENT_TYPE=application/json", cl,
-                    "HTTP_X_API_KEY=sk-ant-unit", "HTTP_ANTHROPIC_VERSION=2023-06-01", NULL};
+    char cl[48], uri[64], ua[128];
+    snprintf(cl, sizeof cl, "CONTENT_LENGTH=%zu", strlen(req_body));
+    snprintf(uri, sizeof uri, "REQUEST_URI=%s", path);
+    snprintf(ua, sizeof ua, "HTTP_USER_AGENT=%s", user_agent);
+    char *envp[] = {"REQUEST_METHOD=POST", uri, "CONTENT_TYPE=application/json", cl, "HTTP_X_API_KEY=sk-ant-unit",
+                    "HTTP_AUTHORIZATION=Bearer sk-unit", "HTTP_ANTHROPIC_VERSION=2023-06-01", ua, NULL};
     ccp_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.upstream_base_url = "http://upstream.test";
     cfg.base_path = "";
     cfg.max_body_bytes = 1 << 20;
     cfg.codex_env_cwd = "/workspace";
+    cfg.log_level = CCP_LOG_INFO;
+    ccp_log_init(&cfg, service->name);
     ccp_adapters *adapters = NULL;
     ccp_buf err = {0};
-    assert_int_equal(ccp_adapters_load(&adapters, "claude", &cfg, &err), CCP_OK);
-    ccp_runtime rt = {.service = &relay_service, .cfg = &cfg, .adapters = adapters};
+    assert_int_equal(ccp_adapters_load(&adapters, service->adapter_set, &cfg, &err), CCP_OK);
+    ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = adapters};
 
     int fds[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     unit_io u;
     unit_io_init(&u, envp);
-    unit_io_input(&u, req_body, sizeof req_body - 1, 0);
+    unit_io_input(&u, req_body, strlen(req_body), 0);
     u.io.hangup_fd = fds[0];
     u.io.hangup_fd_readable = true;
     up_script.runs = 0;
+    memset(sv, 0, sizeof *sv);
     unit_stderr st;
-    unit_stderr_begin(&st); /* the request's log line */
+    unit_stderr_begin(&st);
     ccp_relay_serve(&rt, NULL, &u.io);
-    ccp_buf log = {0};
-    unit_stderr_end(&st, &log);
-    ccp_buf_free(&log);
+    unit_stderr_end(&st, &sv->log);
     assert_int_equal(up_script.runs, 1);
 
-    memset(sv, 0, sizeof *sv);
     sv->out = u.out; /* taken over: not freed by unit_io_free */
     memset(&u.out, 0, sizeof u.out);
-    shutdown(fds[0], SHUT_WR); /* as the worker's FCGX_Finish_r closes it */
+    shutdown(fds[0], SHUT_WR); /* as the transport closes it */
     char chunk[256];
     ssize_t n;
     while ((n = read(fds[1], chunk, sizeof chunk)) > 0) ccp_buf_append(&sv->cut, chunk, (size_t)n);
@@ -145,10 +167,27 @@ static void serve(served *sv)
     sv->body = end + 4;
 }
 
+/* One POST /v1/messages to the Claude service, as the default adapter. */
+static void serve(served *sv)
+{
+    serve_as(&relay_service, "/v1/messages",
+             "{\"model\":\"claude-sonnet-4-20250514\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\","
+             "\"content\":\"hi\"}]}",
+             "unit-test/1.0", sv);
+}
+
 static void served_free(served *sv)
 {
     ccp_buf_free(&sv->out);
     ccp_buf_free(&sv->cut);
+    ccp_buf_free(&sv->log);
+}
+
+static bool logged_status(const served *sv, int status)
+{
+    char want[32];
+    snprintf(want, sizeof want, "\"status\":%d,", status);
+    return strstr(ccp_buf_cstr(&sv->log), want) != NULL;
 }
 
 static size_t body_len(const served *sv)
@@ -309,6 +348,119 @@ static void test_stream_failure_still_ends_with_the_error_event(void **state)
     served_free(&sv);
 }
 
+/* No header went out yet: whatever the mode, the client gets the dialect's
+ * JSON error with its status, and the log says that status. */
+static void test_stream_failing_before_its_headers_is_the_json_error(void **state)
+{
+    (void)state;
+    static const struct {
+        ccp_upstream_result result;
+        const char *status;
+        int code;
+    } cases[] = {{CCP_UP_UNREACHABLE, "Status: 502 ", 502}, {CCP_UP_TIMEOUT, "Status: 504 ", 504}};
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        up_script = (script){.status = 0, .headers = NULL, .no_headers = true, .result = cases[i].result};
+        served sv;
+        serve(&sv);
+        assert_true(strncmp(sv.out.data, cases[i].status, 12) == 0);
+        assert_true(strncmp(sv.body, "{\"type\":\"error\",\"error\":{\"type\":", 30) == 0);
+        assert_true(logged_status(&sv, cases[i].code));
+        served_free(&sv);
+    }
+}
+
+/* The client left mid-stream: logged 499, and the response is cut (no
+ * FCGI_END_REQUEST), never ended as if complete. */
+static void test_client_leaving_is_499_and_cut(void **state)
+{
+    (void)state;
+    static const char events[] = "event: message_start\ndata: {\"type\":\"message_start\"}\n\n";
+    up_script = (script){.status = 200, .headers = "content-type: text/event-stream", .body = events,
+                         .body_len = sizeof events - 1, .result = CCP_UP_CLIENT_GONE};
+    served sv;
+    serve(&sv);
+    assert_true(strncmp(sv.out.data, "Status: 200 OK\r\n", 16) == 0);
+    assert_string_equal(sv.body, events);
+    assert_true(was_cut_off(&sv));
+    assert_true(logged_status(&sv, 499));
+    served_free(&sv);
+}
+
+static const char codex_body_stream[] = "{\"model\":\"gpt-5-codex\",\"stream\":true,\"input\":\"hi\"}";
+static const char codex_body_plain[] = "{\"model\":\"gpt-5-codex\",\"input\":\"hi\"}";
+
+/* A Responses stream that breaks after its headers ends with
+ * response.failed, the only terminal error Codex reads. */
+static void test_codex_stream_failure_ends_with_response_failed(void **state)
+{
+    (void)state;
+    static const char events[] = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,"
+                                 "\"response\":{\"id\":\"resp_1\"}}\n\n";
+    up_script = (script){.status = 200, .headers = "content-type: text/event-stream", .body = events,
+                         .body_len = sizeof events - 1, .piece = 11, .result = CCP_UP_BROKEN};
+    served sv;
+    serve_as(&codex_service, "/v1/responses", codex_body_stream, "unit-test/1.0", &sv);
+    assert_true(strncmp(sv.body, events, sizeof events - 1) == 0);
+    assert_non_null(strstr(sv.body + sizeof events - 1, "event: response.failed\n"));
+    assert_non_null(strstr(sv.body, "\"sequence_number\":1"));
+    assert_int_equal(sv.cut.len, 0);
+    served_free(&sv);
+}
+
+/* inspect_event: the upstream's bare error event reaches Codex as
+ * response.failed; the events around it pass as they were sent. */
+static void test_codex_bare_error_event_is_replaced(void **state)
+{
+    (void)state;
+    static const char created[] = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,"
+                                  "\"response\":{\"id\":\"resp_1\"}}\n\n";
+    static const char events[] = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,"
+                                 "\"response\":{\"id\":\"resp_1\"}}\n\n"
+                                 "event: error\ndata: {\"type\":\"error\",\"code\":\"server_is_overloaded\","
+                                 "\"message\":\"busy\",\"sequence_number\":1}\n\n";
+    up_script = (script){.status = 200, .headers = "content-type: text/event-stream", .body = events,
+                         .body_len = sizeof events - 1, .piece = 0, .result = CCP_UP_OK};
+    served sv;
+    serve_as(&codex_service, "/v1/responses", codex_body_stream, "unit-test/1.0", &sv);
+    assert_true(strncmp(sv.body, created, sizeof created - 1) == 0);
+    const char *rest = sv.body + sizeof created - 1;
+    assert_true(strncmp(rest, "event: response.failed\n", 23) == 0);
+    assert_non_null(strstr(rest, "server_is_overloaded"));
+    assert_null(strstr(rest, "event: error\n"));
+    served_free(&sv);
+}
+
+/* CherryStudio asks for no stream; its pipeline forces one upstream and
+ * the client gets the one Response object, or, when the stream ends before
+ * its final event, the dialect's error: never half an answer. */
+static void test_codex_aggregated_answer_and_early_end(void **state)
+{
+    (void)state;
+    static const char complete[] =
+        "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"r\"}}\n\n"
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":1,"
+        "\"response\":{\"id\":\"resp_9\",\"status\":\"completed\"}}\n\n";
+    up_script = (script){.status = 200, .headers = "content-type: text/event-stream", .body = complete,
+                         .body_len = sizeof complete - 1, .piece = 13, .result = CCP_UP_OK};
+    served sv;
+    serve_as(&codex_service, "/v1/responses", codex_body_plain, "CherryStudio/1.5.0", &sv);
+    assert_true(strncmp(sv.out.data, "Status: 200 OK\r\n", 16) == 0);
+    assert_non_null(strstr(sv.out.data, "Content-Type: application/json\r\n"));
+    assert_non_null(strstr(sv.body, "\"id\":\"resp_9\""));
+    assert_null(strstr(sv.body, "event:"));
+    assert_non_null(strstr(sv.log.data, "\"adapter\":\"cherry_studio\""));
+    served_free(&sv);
+
+    /* The same stream without its final event. */
+    up_script.body_len = strstr(complete, "event: response.completed") - complete;
+    serve_as(&codex_service, "/v1/responses", codex_body_plain, "CherryStudio/1.5.0", &sv);
+    assert_true(strncmp(sv.out.data, "Status: 502 ", 12) == 0);
+    assert_true(strncmp(sv.body, "{\"error\":{", 10) == 0);
+    assert_null(strstr(sv.body, "resp_9"));
+    assert_true(logged_status(&sv, 502));
+    served_free(&sv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +472,11 @@ int main(void)
         cmocka_unit_test(test_answer_over_the_cap_completes),
         cmocka_unit_test(test_answer_at_the_cap_is_held),
         cmocka_unit_test(test_stream_failure_still_ends_with_the_error_event),
+        cmocka_unit_test(test_stream_failing_before_its_headers_is_the_json_error),
+        cmocka_unit_test(test_client_leaving_is_499_and_cut),
+        cmocka_unit_test(test_codex_stream_failure_ends_with_response_failed),
+        cmocka_unit_test(test_codex_bare_error_event_is_replaced),
+        cmocka_unit_test(test_codex_aggregated_answer_and_early_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
