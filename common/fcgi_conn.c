@@ -67,6 +67,7 @@ struct ccp_fcgi_conn {
     bool ended;   /* no record may follow (END_REQUEST or abort queued) */
     bool aborted; /* ended as broken: shut down, never END_REQUEST */
     bool parsing; /* inside parse_input's dispatch */
+    bool told_gone; /* CCP_IO_GONE went to this request's transfer */
     bool dirty;   /* on host->dirty: output to send at the end of the round */
     ccp_fcgi_conn *dirty_next;
 };
@@ -288,7 +289,7 @@ static void reset_request(ccp_fcgi_conn *c)
     ccp_buf_free(&c->body);
     c->body_seen = c->body_off = 0;
     c->begun = c->params_done = c->stdin_done = c->keep_conn = false;
-    c->ended = c->aborted = false;
+    c->ended = c->aborted = c->told_gone = false;
     c->request_id = 0;
     c->state = CONN_READING;
     c->io = (ccp_io){
@@ -304,15 +305,19 @@ static void reset_request(ccp_fcgi_conn *c)
     };
 }
 
-static void client_gone(ccp_fcgi_conn *c)
+/* Tells the transfer once; the relay then finishes and io.release closes. */
+static void tell_gone(ccp_fcgi_conn *c)
 {
     c->failed = true;
-    if (c->state == CONN_ANSWERING) {
-        /* The transfer ends, the relay finishes, io.release closes us. */
-        if (c->io.on_client) c->io.on_client(c->io.on_client_ctx, CCP_IO_GONE);
-    } else {
-        conn_close(c);
-    }
+    if (c->told_gone || !c->io.on_client) return;
+    c->told_gone = true;
+    c->io.on_client(c->io.on_client_ctx, CCP_IO_GONE);
+}
+
+static void client_gone(ccp_fcgi_conn *c)
+{
+    if (c->state == CONN_ANSWERING) tell_gone(c);
+    else conn_close(c);
 }
 
 static void dispatch(ccp_fcgi_conn *c)
@@ -491,8 +496,7 @@ static void conn_close(ccp_fcgi_conn *c)
     ccp_fcgi_host *host = c->host;
     if (c->state == CONN_ANSWERING) {
         /* Still with the relay: it will release io; close then. */
-        c->failed = true;
-        if (c->io.on_client) c->io.on_client(c->io.on_client_ctx, CCP_IO_GONE);
+        tell_gone(c);
         return;
     }
     ccp_loop_unwatch(host->loop, &c->w);

@@ -101,24 +101,38 @@ void ccp_loop_defer_free(ccp_loop *l, void *p)
     l->dead[l->dead_count++] = p;
 }
 
-void ccp_loop_run(ccp_loop *l, bool (*idle)(void *ctx), void *ctx)
+/* The ticks; then, unless told to stop, one wait and its events. */
+static bool turn(ccp_loop *l, bool (*idle)(void *ctx), void *ctx, long max_wait)
 {
     struct epoll_event events[256];
-    for (;;) {
-        long wait = -1;
-        for (int i = 0; i < l->tick_count; i++) {
-            long t = l->ticks[i].fn(l->ticks[i].ctx);
-            if (t >= 0 && (wait < 0 || t < wait)) wait = t;
-        }
-        free_dead(l);
-        if (atomic_load(&l->stopping) && (!idle || idle(ctx))) break;
-        int n = epoll_wait(l->epfd, events, (int)(sizeof events / sizeof events[0]), (int)wait);
-        if (n < 0 && errno != EINTR) break;
-        for (int i = 0; i < n; i++) {
-            ccp_watch *w = events[i].data.ptr;
-            w->fn(w, events[i].events);
-        }
+    long wait = max_wait;
+    for (int i = 0; i < l->tick_count; i++) {
+        long t = l->ticks[i].fn(l->ticks[i].ctx);
+        if (t >= 0 && (wait < 0 || t < wait)) wait = t;
     }
+    free_dead(l);
+    if (atomic_load(&l->stopping) && (!idle || idle(ctx))) return false;
+    int n = epoll_wait(l->epfd, events, (int)(sizeof events / sizeof events[0]), (int)wait);
+    if (n < 0 && errno != EINTR) return false;
+    for (int i = 0; i < n; i++) {
+        ccp_watch *w = events[i].data.ptr;
+        w->fn(w, events[i].events);
+    }
+    return true;
+}
+
+void ccp_loop_run(ccp_loop *l, bool (*idle)(void *ctx), void *ctx)
+{
+    while (turn(l, idle, ctx, -1)) {
+    }
+    free_dead(l);
+}
+
+void ccp_loop_turn(ccp_loop *l, int timeout_ms)
+{
+    turn(l, NULL, NULL, timeout_ms);
+    /* The ticks again: what this round's events wrote goes out now. */
+    for (int i = 0; i < l->tick_count; i++) l->ticks[i].fn(l->ticks[i].ctx);
     free_dead(l);
 }
 

@@ -46,6 +46,9 @@ void ccp_loop_defer_free(ccp_loop *l, void *p);
  * Plain CGI stops its loop before running it: it returns when its one
  * request is done. */
 void ccp_loop_run(ccp_loop *l, bool (*idle)(void *ctx), void *ctx);
+/* One round for a test: the ticks, a wait of at most timeout_ms, the
+ * events, and the ticks again (so what the events wrote is sent). */
+void ccp_loop_turn(ccp_loop *l, int timeout_ms);
 /* Thread-safe: wakes the loop; run returns once idle() holds. */
 void ccp_loop_stop(ccp_loop *l);
 bool ccp_loop_stopping(const ccp_loop *l);
