@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "config.h"
 #include "http.h"
+#include "status.h"
 
 typedef struct ccp_adapter ccp_adapter;
 typedef struct ccp_adapters ccp_adapters;

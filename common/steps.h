@@ -14,6 +14,7 @@
 #include "adapter.h"
 #include "buf.h"
 #include "config.h"
+#include "status.h"
 
 /* What a step may consult while loading: the file's profiles, the config. */
 typedef struct ccp_step_env {
