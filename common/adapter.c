@@ -312,23 +312,6 @@ static json_object *parse_json_text(const char *text, size_t len, const char *or
     return j;
 }
 
-static char *read_file(const char *path, size_t *len, ccp_buf *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ccp_buf_printf(err, "ADAPTERS_FILE=%s cannot be read: %s", path, strerror(errno));
-        return NULL;
-    }
-    ccp_buf b = {0};
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ccp_buf_append(&b, chunk, n);
-    fclose(f);
-    *len = b.len;
-    if (!b.data) return ccp_xstrdup("");
-    return b.data;
-}
-
 static int find_adapter(const ccp_adapters *t, const char *name)
 {
     for (size_t i = 0; i < t->count; i++)
@@ -439,10 +422,12 @@ int ccp_adapters_load(ccp_adapters **out, const char *service, const ccp_config 
     *out = NULL;
     bool ok;
     if (cfg->adapters_file) {
-        size_t len;
-        char *text = read_file(cfg->adapters_file, &len, err);
-        ok = text && load_text(t, text, len, service, cfg->adapters_file, cfg, err);
-        free(text);
+        ccp_buf text = {0}, why = {0};
+        ok = ccp_buf_read_file(&text, cfg->adapters_file, &why) == CCP_OK;
+        if (!ok) ccp_buf_printf(err, "ADAPTERS_FILE=%s %s", cfg->adapters_file, why.data);
+        ok = ok && load_text(t, text.data, text.len, service, cfg->adapters_file, cfg, err);
+        ccp_buf_free(&text);
+        ccp_buf_free(&why);
     } else {
         const char *b = ccp_builtin_adapters_json;
         ok = load_text(t, b, strlen(b), service, builtin_origin, cfg, err);

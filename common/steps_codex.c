@@ -31,26 +31,11 @@ static const ccp_config *env_cfg(const ccp_step_env *env)
 /* Reads a whole file into out; on failure says why in err, naming what. */
 static bool read_whole_file(const char *path, const char *what, ccp_buf *out, ccp_buf *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ccp_buf_printf(err, "%s \"%s\" cannot be read: %s", what, path, strerror(errno));
-        return false;
-    }
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ccp_buf_append(out, chunk, n);
-    int failed = ferror(f), saved = errno;
-    fclose(f);
-    if (failed) {
-        ccp_buf_printf(err, "%s \"%s\" cannot be read: %s", what, path, strerror(saved));
-        return false;
-    }
-    ccp_buf_append(out, "", 0); /* terminate even when empty */
-    if (memchr(out->data, '\0', out->len)) {
-        ccp_buf_printf(err, "%s \"%s\" contains a NUL byte; it must be text", what, path);
-        return false;
-    }
-    return true;
+    ccp_buf why = {0};
+    bool ok = ccp_buf_read_file(out, path, &why) == CCP_OK;
+    if (!ok) ccp_buf_printf(err, "%s \"%s\" %s", what, path, why.data);
+    ccp_buf_free(&why);
+    return ok;
 }
 
 static bool is_str(json_object *v)
