@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json_text.h"
 #include "steps.h"
 
 /* The built-in table: conf/adapters.json, compiled in by the Makefile. */
@@ -291,19 +292,18 @@ static int line_of(const char *text, size_t offset)
 
 static json_object *parse_json_text(const char *text, size_t len, const char *origin, ccp_buf *err)
 {
-    json_tokener *tok = json_tokener_new_ex(64);
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    json_object *j = json_tokener_parse_ex(tok, text, (int)len);
-    enum json_tokener_error e = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (e != json_tokener_success || !j) {
+    json_object *j;
+    size_t at;
+    ccp_buf why = {0};
+    ccp_json_status st = ccp_json_parse(text, len, &j, &at, &why);
+    if (st != CCP_JSON_OK) {
+        /* The line is what an editor shows. */
         ccp_buf_printf(err, "%s: not valid JSON: %s near line %d", origin,
-                       e == json_tokener_continue ? "unexpected end of file" : json_tokener_error_desc(e),
-                       line_of(text, end));
-        json_object_put(j);
+                       st == CCP_JSON_TRUNCATED ? "unexpected end of file" : why.data, line_of(text, at));
+        ccp_buf_free(&why);
         return NULL;
     }
+    ccp_buf_free(&why);
     if (!json_object_is_type(j, json_type_object)) {
         ccp_buf_printf(err, "%s: the top level must be an object with a section per service", origin);
         json_object_put(j);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_text.h"
 #include "steps.h"
 
 /* conf/codex_instructions.md and conf/codex_tools.json, compiled in. */
@@ -99,30 +100,14 @@ static json_object *input_list(json_object *body, bool *bad, ccp_buf *err)
     return NULL;
 }
 
-/* Parses text as exactly one JSON value (trailing whitespace allowed). */
+/* Parses text as exactly one JSON value (strict; whitespace around it). */
 static json_object *parse_json(const char *text, const char *what, ccp_buf *err)
 {
-    json_tokener *tok = json_tokener_new();
-    size_t len = strlen(text);
-    json_object *v = json_tokener_parse_ex(tok, text, (int)len);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (jerr == json_tokener_continue) {
-        ccp_buf_printf(err, "%s is not valid JSON: it ends too early", what);
-        json_object_put(v);
-        return NULL;
-    }
-    if (jerr != json_tokener_success) {
-        ccp_buf_printf(err, "%s is not valid JSON: %s at byte %zu", what, json_tokener_error_desc(jerr), end);
-        return NULL;
-    }
-    for (size_t i = end; i < len; i++)
-        if (!strchr(" \t\r\n", text[i])) {
-            ccp_buf_printf(err, "%s is not valid JSON: unexpected data after the value at byte %zu", what, i);
-            json_object_put(v);
-            return NULL;
-        }
+    json_object *v;
+    ccp_buf why = {0};
+    if (ccp_json_parse(text, strlen(text), &v, NULL, &why) != CCP_JSON_OK)
+        ccp_buf_printf(err, "%s is not valid JSON: %s", what, why.data);
+    ccp_buf_free(&why);
     return v;
 }
 
