@@ -93,13 +93,6 @@ bool ccp_param_int(json_object *params, const char *key, long def, long min, lon
 
 /* ---- header checks ------------------------------------------------------- */
 
-static bool header_text_ok(const char *s)
-{
-    for (; *s; s++)
-        if (*s == '\r' || *s == '\n' || *s == '\0') return false;
-    return true;
-}
-
 static bool header_name_ok(const char *s)
 {
     if (!*s) return false;
@@ -131,7 +124,7 @@ static void *set_header_load(json_object *params, const ccp_step_env *env, ccp_b
     if (!ccp_param_check_keys(params, keys, err) || !ccp_param_string(params, "name", true, &name, err) ||
         !ccp_param_string(params, "value", true, &value, err))
         return NULL;
-    if (!header_name_ok(name) || !header_text_ok(value)) {
+    if (!header_name_ok(name) || !ccp_http_header_value_ok(value)) {
         ccp_buf_printf(err, "header \"%s\" is not a valid header name/value", name);
         return NULL;
     }
@@ -168,7 +161,7 @@ static void *merge_beta_load(json_object *params, const ccp_step_env *env, ccp_b
         !ccp_param_string(params, "header", false, &name, err))
         return NULL;
     if (!name) name = "anthropic-beta";
-    if (!header_name_ok(name) || !header_text_ok(values) || !*values) {
+    if (!header_name_ok(name) || !ccp_http_header_value_ok(values) || !*values) {
         ccp_buf_printf(err, "values must be a non-empty comma-separated list for header \"%s\"", name);
         return NULL;
     }
@@ -215,7 +208,7 @@ static bool load_header_map(json_object *profile, const char *key, const char *p
     json_object_object_foreach(map, name, val)
     {
         if (!json_object_is_type(val, json_type_string) || !header_name_ok(name) ||
-            !header_text_ok(json_object_get_string(val))) {
+            !ccp_http_header_value_ok(json_object_get_string(val))) {
             ccp_buf_printf(err, "profile \"%s\": header \"%s\" must be a valid name with a one-line string value",
                            profile_name, name);
             return false;
