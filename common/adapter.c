@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json_fields.h"
 #include "json_text.h"
 #include "steps.h"
 
@@ -181,23 +182,15 @@ static void adapter_free(ccp_adapter *a)
     memset(a, 0, sizeof *a);
 }
 
+/* An adapter's own keys are "fields" in messages (a step's are "parameters"). */
+#define FIELD "field"
+
 static bool adapter_string(json_object *j, const char *key, bool required, const char *def, char **out,
                            ccp_buf *err)
 {
-    json_object *v;
-    if (!json_object_object_get_ex(j, key, &v)) {
-        if (required) {
-            ccp_buf_printf(err, "field \"%s\" is required", key);
-            return false;
-        }
-        *out = ccp_xstrdup(def);
-        return true;
-    }
-    if (!json_object_is_type(v, json_type_string)) {
-        ccp_buf_printf(err, "field \"%s\" must be a string", key);
-        return false;
-    }
-    *out = ccp_xstrdup(json_object_get_string(v));
+    const char *v;
+    if (!ccp_field_string(j, FIELD, key, required, &v, err)) return false;
+    *out = ccp_xstrdup(v ? v : def);
     return true;
 }
 
@@ -213,11 +206,12 @@ static bool load_adapter(json_object *j, const ccp_step_env *base_env, ccp_adapt
         ccp_buf_append_str(err, "field \"name\" must not be empty");
         return false;
     }
-    if (!ccp_param_check_keys(j, keys, err) || !adapter_string(j, "version", false, "1.0.0", &a->version, err) ||
+    if (!ccp_fields_check_keys(j, FIELD, keys, NULL, err) ||
+        !adapter_string(j, "version", false, "1.0.0", &a->version, err) ||
         !adapter_string(j, "description", false, "", &a->description, err))
         return false;
     long prio;
-    if (!ccp_param_int(j, "priority", 0, -1000000, 1000000, &prio, err)) return false;
+    if (!ccp_field_int(j, FIELD, "priority", 0, -1000000, 1000000, &prio, err)) return false;
     a->priority = (int)prio;
 
     json_object *m;
@@ -325,7 +319,7 @@ static bool merge_profiles(ccp_adapters *t, json_object *root, const char *origi
 {
     static const char *const top_keys[] = {"claude", "codex", "profiles", "extends", "description", "$schema", NULL};
     ccp_buf kerr = {0};
-    if (!ccp_param_check_keys(root, top_keys, &kerr)) {
+    if (!ccp_fields_check_keys(root, "key", top_keys, NULL, &kerr)) {
         ccp_buf_printf(err, "%s: top level: %s", origin, kerr.data);
         ccp_buf_free(&kerr);
         return false;

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "json_fields.h"
 #include "session.h"
 
 /* ---- registry ------------------------------------------------------------ */
@@ -33,62 +34,25 @@ void ccp_step_names(ccp_buf *out)
 
 /* ---- parameters ---------------------------------------------------------- */
 
+/* A step's parameters are its object's fields beside "step" (its name). */
 bool ccp_param_check_keys(json_object *params, const char *const *allowed, ccp_buf *err)
 {
-    json_object_object_foreach(params, key, val)
-    {
-        (void)val;
-        bool ok = strcmp(key, "step") == 0;
-        for (const char *const *a = allowed; !ok && a && *a; a++) ok = strcmp(key, *a) == 0;
-        if (!ok) {
-            ccp_buf_printf(err, "unknown parameter \"%s\"", key);
-            return false;
-        }
-    }
-    return true;
+    return ccp_fields_check_keys(params, "parameter", allowed, "step", err);
 }
 
 bool ccp_param_string(json_object *params, const char *key, bool required, const char **out, ccp_buf *err)
 {
-    json_object *v;
-    *out = NULL;
-    if (!json_object_object_get_ex(params, key, &v)) {
-        if (required) ccp_buf_printf(err, "parameter \"%s\" is required", key);
-        return !required;
-    }
-    if (!json_object_is_type(v, json_type_string)) {
-        ccp_buf_printf(err, "parameter \"%s\" must be a string", key);
-        return false;
-    }
-    *out = json_object_get_string(v);
-    return true;
+    return ccp_field_string(params, "parameter", key, required, out, err);
 }
 
 bool ccp_param_bool(json_object *params, const char *key, bool def, bool *out, ccp_buf *err)
 {
-    json_object *v;
-    *out = def;
-    if (!json_object_object_get_ex(params, key, &v)) return true;
-    if (!json_object_is_type(v, json_type_boolean)) {
-        ccp_buf_printf(err, "parameter \"%s\" must be true or false", key);
-        return false;
-    }
-    *out = json_object_get_boolean(v);
-    return true;
+    return ccp_field_bool(params, "parameter", key, def, out, err);
 }
 
 bool ccp_param_int(json_object *params, const char *key, long def, long min, long max, long *out, ccp_buf *err)
 {
-    json_object *v;
-    *out = def;
-    if (!json_object_object_get_ex(params, key, &v)) return true;
-    long n = json_object_is_type(v, json_type_int) ? (long)json_object_get_int64(v) : min - 1;
-    if (n < min || n > max) {
-        ccp_buf_printf(err, "parameter \"%s\" must be a whole number from %ld to %ld", key, min, max);
-        return false;
-    }
-    *out = n;
-    return true;
+    return ccp_field_int(params, "parameter", key, def, min, max, out, err);
 }
 
 /* ---- header checks ------------------------------------------------------- */
