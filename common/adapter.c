@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json_fields.h"
+#include "json_text.h"
 #include "steps.h"
 
 /* The built-in table: conf/adapters.json, compiled in by the Makefile. */
@@ -180,23 +182,15 @@ static void adapter_free(ccp_adapter *a)
     memset(a, 0, sizeof *a);
 }
 
+/* An adapter's own keys are "fields" in messages (a step's are "parameters"). */
+#define FIELD "field"
+
 static bool adapter_string(json_object *j, const char *key, bool required, const char *def, char **out,
                            ccp_buf *err)
 {
-    json_object *v;
-    if (!json_object_object_get_ex(j, key, &v)) {
-        if (required) {
-            ccp_buf_printf(err, "field \"%s\" is required", key);
-            return false;
-        }
-        *out = ccp_xstrdup(def);
-        return true;
-    }
-    if (!json_object_is_type(v, json_type_string)) {
-        ccp_buf_printf(err, "field \"%s\" must be a string", key);
-        return false;
-    }
-    *out = ccp_xstrdup(json_object_get_string(v));
+    const char *v;
+    if (!ccp_field_string(j, FIELD, key, required, &v, err)) return false;
+    *out = ccp_xstrdup(v ? v : def);
     return true;
 }
 
@@ -212,11 +206,12 @@ static bool load_adapter(json_object *j, const ccp_step_env *base_env, ccp_adapt
         ccp_buf_append_str(err, "field \"name\" must not be empty");
         return false;
     }
-    if (!ccp_param_check_keys(j, keys, err) || !adapter_string(j, "version", false, "1.0.0", &a->version, err) ||
+    if (!ccp_fields_check_keys(j, FIELD, keys, NULL, err) ||
+        !adapter_string(j, "version", false, "1.0.0", &a->version, err) ||
         !adapter_string(j, "description", false, "", &a->description, err))
         return false;
     long prio;
-    if (!ccp_param_int(j, "priority", 0, -1000000, 1000000, &prio, err)) return false;
+    if (!ccp_field_int(j, FIELD, "priority", 0, -1000000, 1000000, &prio, err)) return false;
     a->priority = (int)prio;
 
     json_object *m;
@@ -291,42 +286,24 @@ static int line_of(const char *text, size_t offset)
 
 static json_object *parse_json_text(const char *text, size_t len, const char *origin, ccp_buf *err)
 {
-    json_tokener *tok = json_tokener_new_ex(64);
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    json_object *j = json_tokener_parse_ex(tok, text, (int)len);
-    enum json_tokener_error e = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (e != json_tokener_success || !j) {
+    json_object *j;
+    size_t at;
+    ccp_buf why = {0};
+    ccp_json_status st = ccp_json_parse(text, len, &j, &at, &why);
+    if (st != CCP_JSON_OK) {
+        /* The line is what an editor shows. */
         ccp_buf_printf(err, "%s: not valid JSON: %s near line %d", origin,
-                       e == json_tokener_continue ? "unexpected end of file" : json_tokener_error_desc(e),
-                       line_of(text, end));
-        json_object_put(j);
+                       st == CCP_JSON_TRUNCATED ? "unexpected end of file" : why.data, line_of(text, at));
+        ccp_buf_free(&why);
         return NULL;
     }
+    ccp_buf_free(&why);
     if (!json_object_is_type(j, json_type_object)) {
         ccp_buf_printf(err, "%s: the top level must be an object with a section per service", origin);
         json_object_put(j);
         return NULL;
     }
     return j;
-}
-
-static char *read_file(const char *path, size_t *len, ccp_buf *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ccp_buf_printf(err, "ADAPTERS_FILE=%s cannot be read: %s", path, strerror(errno));
-        return NULL;
-    }
-    ccp_buf b = {0};
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ccp_buf_append(&b, chunk, n);
-    fclose(f);
-    *len = b.len;
-    if (!b.data) return ccp_xstrdup("");
-    return b.data;
 }
 
 static int find_adapter(const ccp_adapters *t, const char *name)
@@ -342,7 +319,7 @@ static bool merge_profiles(ccp_adapters *t, json_object *root, const char *origi
 {
     static const char *const top_keys[] = {"claude", "codex", "profiles", "extends", "description", "$schema", NULL};
     ccp_buf kerr = {0};
-    if (!ccp_param_check_keys(root, top_keys, &kerr)) {
+    if (!ccp_fields_check_keys(root, "key", top_keys, NULL, &kerr)) {
         ccp_buf_printf(err, "%s: top level: %s", origin, kerr.data);
         ccp_buf_free(&kerr);
         return false;
@@ -439,10 +416,12 @@ int ccp_adapters_load(ccp_adapters **out, const char *service, const ccp_config 
     *out = NULL;
     bool ok;
     if (cfg->adapters_file) {
-        size_t len;
-        char *text = read_file(cfg->adapters_file, &len, err);
-        ok = text && load_text(t, text, len, service, cfg->adapters_file, cfg, err);
-        free(text);
+        ccp_buf text = {0}, why = {0};
+        ok = ccp_buf_read_file(&text, cfg->adapters_file, &why) == CCP_OK;
+        if (!ok) ccp_buf_printf(err, "ADAPTERS_FILE=%s %s", cfg->adapters_file, why.data);
+        ok = ok && load_text(t, text.data, text.len, service, cfg->adapters_file, cfg, err);
+        ccp_buf_free(&text);
+        ccp_buf_free(&why);
     } else {
         const char *b = ccp_builtin_adapters_json;
         ok = load_text(t, b, strlen(b), service, builtin_origin, cfg, err);

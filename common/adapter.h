@@ -15,23 +15,11 @@
 #include "buf.h"
 #include "config.h"
 #include "http.h"
+#include "status.h"
+#include "steps.h"
 
 typedef struct ccp_adapter ccp_adapter;
 typedef struct ccp_adapters ccp_adapters;
-
-/* What a step may read and change. */
-typedef struct ccp_transform {
-    const ccp_config *cfg;
-    const ccp_request *req;
-    const char *client_key;       /* the key the client presented */
-    json_object *body;            /* parsed body; NULL when there is none */
-    ccp_headers *upstream_headers; /* headers going upstream, in order */
-    bool body_changed;            /* a step changed body: re-serialise */
-    /* A step forced a stream the client did not ask for: answer the client
-     * with one JSON body aggregated from it. The relay also notices this by
-     * itself (stream false before the steps, true after). */
-    bool aggregate_stream;
-} ccp_transform;
 
 /* Builds the table for a service ("claude" or "codex"). */
 int ccp_adapters_load(ccp_adapters **out, const char *service, const ccp_config *cfg, ccp_buf *err);

@@ -1,5 +1,6 @@
 #include "buf.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,4 +148,29 @@ void ccp_buf_free(ccp_buf *b)
 const char *ccp_buf_cstr(const ccp_buf *b)
 {
     return b->data ? b->data : "";
+}
+
+int ccp_buf_read_file(ccp_buf *b, const char *path, ccp_buf *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ccp_buf_printf(err, "cannot be read: %s", strerror(errno));
+        return CCP_ERR;
+    }
+    size_t start = b->len;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ccp_buf_append(b, chunk, n);
+    int failed = ferror(f), saved = errno;
+    fclose(f);
+    if (failed) {
+        ccp_buf_printf(err, "cannot be read: %s", strerror(saved));
+        return CCP_ERR;
+    }
+    ccp_buf_append(b, "", 0); /* terminate even when empty */
+    if (memchr(b->data + start, '\0', b->len - start)) {
+        ccp_buf_append_str(err, "contains a NUL byte; it must be text");
+        return CCP_ERR;
+    }
+    return CCP_OK;
 }

@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "status.h"
+
 typedef struct ccp_buf {
     char *data;
     size_t len;
@@ -30,6 +32,13 @@ void ccp_buf_reset(ccp_buf *b);
 void ccp_buf_free(ccp_buf *b);
 /* Returns the data as a C string ("" for an empty buffer); never NULL. */
 const char *ccp_buf_cstr(const ccp_buf *b);
+
+/* Appends the whole file at path to b, terminated even when it is empty.
+ * Fails (CCP_ERR) when the file cannot be opened or read, or when it holds a
+ * NUL byte (it must be text), with the reason in err: "cannot be read:
+ * <strerror>" or "contains a NUL byte; it must be text" (the caller names
+ * the file). b may then hold part of the file; the caller frees b either way. */
+int ccp_buf_read_file(ccp_buf *b, const char *path, ccp_buf *err);
 
 /* Allocation helpers with the same abort-on-failure policy. */
 void *ccp_xmalloc(size_t n);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "url.h"
+
 /* ---- .env parsing ---------------------------------------------------- */
 
 typedef struct env_pairs {
@@ -433,16 +435,7 @@ void ccp_config_describe(const ccp_config *cfg, const ccp_config_names *names, c
     ccp_buf_printf(out, "\"environment\":\"%s\"", cfg->environment == CCP_ENV_TEST ? "test" : "production");
     /* A base URL may carry credentials (https://user:pass@host): mask them. */
     ccp_buf url = {0};
-    const char *u = cfg->upstream_base_url, *host = strstr(u, "://");
-    const char *at = host ? strchr(host + 3, '@') : NULL;
-    const char *slash = host ? strchr(host + 3, '/') : NULL;
-    if (at && (!slash || at < slash)) {
-        ccp_buf_append(&url, u, (size_t)(host + 3 - u));
-        ccp_buf_append_str(&url, "***@");
-        ccp_buf_append_str(&url, at + 1);
-    } else {
-        ccp_buf_append_str(&url, u);
-    }
+    ccp_url_append_masked(&url, cfg->upstream_base_url);
     kv_str(out, names->base_url_var, url.data);
     ccp_buf_free(&url);
     kv_str(out, names->api_key_var, cfg->server_api_key ? "***" : NULL);

@@ -13,9 +13,7 @@
 #include <stddef.h>
 
 #include "buf.h"
-
-#define CCP_OK 0
-#define CCP_ERR -1
+#include "status.h" /* CCP_OK, CCP_ERR: kept here for those that include only config.h */
 
 typedef enum { CCP_ENV_PRODUCTION, CCP_ENV_TEST } ccp_environment;
 typedef enum { CCP_LOG_JSON, CCP_LOG_CONSOLE } ccp_log_format;

@@ -289,9 +289,10 @@ void ccp_request_drain(ccp_request *r)
 {
     /* Bounded: the web server caps bodies itself; this only covers the
      * window between its limit and ours. */
+    enum { DRAIN_MAX_BYTES = 256 << 20 }; /* a count of discarded bytes, not a buffer */
     char chunk[16384];
     size_t total = 0;
-    while (total < (256u << 20)) {
+    while (total < DRAIN_MAX_BYTES) {
         int n = r->io->read(r->io, chunk, (int)sizeof chunk);
         if (n <= 0) break;
         total += (size_t)n;

@@ -161,7 +161,9 @@ bool ccp_response_client_gone(ccp_response *res);
 void ccp_response_abort(ccp_response *res);
 
 const char *ccp_http_reason(int status);
-/* True if the value can go into a header line (no CR, LF or NUL). */
+/* True if the value can go into a header line: no CR or LF (a header
+ * split). NUL cannot be tested here, since a C string ends at it; text that
+ * may hold one (a JSON string) must be checked by length where it is read. */
 bool ccp_http_header_value_ok(const char *v);
 
 #endif

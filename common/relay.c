@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "clock.h"
+#include "json_text.h"
 #include "log.h"
 #include "sse.h"
 
@@ -237,33 +238,21 @@ static void preflight(exchange *x, const char *allow)
 
 static bool parse_body(exchange *x)
 {
-    json_tokener *tok = json_tokener_new_ex(64);
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    json_object *obj = json_tokener_parse_ex(tok, x->req.body.data ? x->req.body.data : "", (int)x->req.body.len);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (jerr == json_tokener_continue || (!obj && jerr == json_tokener_success)) {
-        json_object_put(obj);
+    json_object *obj;
+    size_t at;
+    ccp_buf why = {0};
+    ccp_json_status st = ccp_json_parse(x->req.body.data, x->req.body.len, &obj, &at, &why);
+    if (st == CCP_JSON_TRUNCATED)
         fail(x, CCP_E_INVALID_REQUEST, NULL,
              "request body is not valid JSON: it ends too early (%zu bytes); send one complete JSON object",
              x->req.body.len);
-        return false;
-    }
-    if (jerr != json_tokener_success) {
-        fail(x, CCP_E_INVALID_REQUEST, NULL, "request body is not valid JSON: %s at byte %zu; send one JSON object",
-             json_tokener_error_desc(jerr), end);
-        return false;
-    }
-    for (size_t i = end; i < x->req.body.len; i++) {
-        char c = x->req.body.data[i];
-        if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
-            json_object_put(obj);
-            fail(x, CCP_E_INVALID_REQUEST, NULL,
-                 "request body is not valid JSON: unexpected data after the object at byte %zu", i);
-            return false;
-        }
-    }
+    else if (st == CCP_JSON_TRAILING)
+        fail(x, CCP_E_INVALID_REQUEST, NULL,
+             "request body is not valid JSON: unexpected data after the object at byte %zu", at);
+    else if (st != CCP_JSON_OK)
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "request body is not valid JSON: %s; send one JSON object", why.data);
+    ccp_buf_free(&why);
+    if (st != CCP_JSON_OK) return false;
     if (!json_object_is_type(obj, json_type_object)) {
         json_object_put(obj);
         fail(x, CCP_E_INVALID_REQUEST, NULL, "request body must be a JSON object, not %s",

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "json_fields.h"
 #include "session.h"
 
 /* ---- registry ------------------------------------------------------------ */
@@ -33,72 +34,28 @@ void ccp_step_names(ccp_buf *out)
 
 /* ---- parameters ---------------------------------------------------------- */
 
+/* A step's parameters are its object's fields beside "step" (its name). */
 bool ccp_param_check_keys(json_object *params, const char *const *allowed, ccp_buf *err)
 {
-    json_object_object_foreach(params, key, val)
-    {
-        (void)val;
-        bool ok = strcmp(key, "step") == 0;
-        for (const char *const *a = allowed; !ok && a && *a; a++) ok = strcmp(key, *a) == 0;
-        if (!ok) {
-            ccp_buf_printf(err, "unknown parameter \"%s\"", key);
-            return false;
-        }
-    }
-    return true;
+    return ccp_fields_check_keys(params, "parameter", allowed, "step", err);
 }
 
 bool ccp_param_string(json_object *params, const char *key, bool required, const char **out, ccp_buf *err)
 {
-    json_object *v;
-    *out = NULL;
-    if (!json_object_object_get_ex(params, key, &v)) {
-        if (required) ccp_buf_printf(err, "parameter \"%s\" is required", key);
-        return !required;
-    }
-    if (!json_object_is_type(v, json_type_string)) {
-        ccp_buf_printf(err, "parameter \"%s\" must be a string", key);
-        return false;
-    }
-    *out = json_object_get_string(v);
-    return true;
+    return ccp_field_string(params, "parameter", key, required, out, err);
 }
 
 bool ccp_param_bool(json_object *params, const char *key, bool def, bool *out, ccp_buf *err)
 {
-    json_object *v;
-    *out = def;
-    if (!json_object_object_get_ex(params, key, &v)) return true;
-    if (!json_object_is_type(v, json_type_boolean)) {
-        ccp_buf_printf(err, "parameter \"%s\" must be true or false", key);
-        return false;
-    }
-    *out = json_object_get_boolean(v);
-    return true;
+    return ccp_field_bool(params, "parameter", key, def, out, err);
 }
 
 bool ccp_param_int(json_object *params, const char *key, long def, long min, long max, long *out, ccp_buf *err)
 {
-    json_object *v;
-    *out = def;
-    if (!json_object_object_get_ex(params, key, &v)) return true;
-    long n = json_object_is_type(v, json_type_int) ? (long)json_object_get_int64(v) : min - 1;
-    if (n < min || n > max) {
-        ccp_buf_printf(err, "parameter \"%s\" must be a whole number from %ld to %ld", key, min, max);
-        return false;
-    }
-    *out = n;
-    return true;
+    return ccp_field_int(params, "parameter", key, def, min, max, out, err);
 }
 
 /* ---- header checks ------------------------------------------------------- */
-
-static bool header_text_ok(const char *s)
-{
-    for (; *s; s++)
-        if (*s == '\r' || *s == '\n' || *s == '\0') return false;
-    return true;
-}
 
 static bool header_name_ok(const char *s)
 {
@@ -131,7 +88,7 @@ static void *set_header_load(json_object *params, const ccp_step_env *env, ccp_b
     if (!ccp_param_check_keys(params, keys, err) || !ccp_param_string(params, "name", true, &name, err) ||
         !ccp_param_string(params, "value", true, &value, err))
         return NULL;
-    if (!header_name_ok(name) || !header_text_ok(value)) {
+    if (!header_name_ok(name) || !ccp_http_header_value_ok(value)) {
         ccp_buf_printf(err, "header \"%s\" is not a valid header name/value", name);
         return NULL;
     }
@@ -168,7 +125,7 @@ static void *merge_beta_load(json_object *params, const ccp_step_env *env, ccp_b
         !ccp_param_string(params, "header", false, &name, err))
         return NULL;
     if (!name) name = "anthropic-beta";
-    if (!header_name_ok(name) || !header_text_ok(values) || !*values) {
+    if (!header_name_ok(name) || !ccp_http_header_value_ok(values) || !*values) {
         ccp_buf_printf(err, "values must be a non-empty comma-separated list for header \"%s\"", name);
         return NULL;
     }
@@ -215,7 +172,7 @@ static bool load_header_map(json_object *profile, const char *key, const char *p
     json_object_object_foreach(map, name, val)
     {
         if (!json_object_is_type(val, json_type_string) || !header_name_ok(name) ||
-            !header_text_ok(json_object_get_string(val))) {
+            !ccp_http_header_value_ok(json_object_get_string(val))) {
             ccp_buf_printf(err, "profile \"%s\": header \"%s\" must be a valid name with a one-line string value",
                            profile_name, name);
             return false;

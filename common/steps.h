@@ -4,16 +4,34 @@
  * immutable state, and applies it per request (apply). apply may change the
  * parsed body (then it sets t->body_changed) and the upstream headers; it
  * returns CCP_ERR only for a request the step cannot handle, with a message
- * for the client. */
+ * for the client.
+ *
+ * Steps sit below adapters (an adapter is a list of steps): nothing here
+ * knows about adapters. */
 #ifndef CCP_STEPS_H
 #define CCP_STEPS_H
 
 #include <json-c/json.h>
 #include <stdbool.h>
 
-#include "adapter.h"
 #include "buf.h"
 #include "config.h"
+#include "http.h"
+#include "status.h"
+
+/* What a step may read and change. */
+typedef struct ccp_transform {
+    const ccp_config *cfg;
+    const ccp_request *req;
+    const char *client_key;       /* the key the client presented */
+    json_object *body;            /* parsed body; NULL when there is none */
+    ccp_headers *upstream_headers; /* headers going upstream, in order */
+    bool body_changed;            /* a step changed body: re-serialise */
+    /* A step forced a stream the client did not ask for: answer the client
+     * with one JSON body aggregated from it. The relay also notices this by
+     * itself (stream false before the steps, true after). */
+    bool aggregate_stream;
+} ccp_transform;
 
 /* What a step may consult while loading: the file's profiles, the config. */
 typedef struct ccp_step_env {
@@ -34,9 +52,10 @@ const ccp_step_type *ccp_step_find(const char *name);
 /* Comma-separated names of every step type, for error messages. */
 void ccp_step_names(ccp_buf *out);
 
-/* Parameter helpers for step loaders. Each reports "<what> ..." into err.
- * ccp_param_check_keys fails on any key not in allowed (NULL-terminated);
- * "step" itself is always allowed. */
+/* Parameter helpers for step loaders: json_fields with the keys called
+ * "parameter" ("parameter \"name\" is required"). ccp_param_check_keys fails
+ * on any key not in allowed (NULL-terminated); "step" itself is always
+ * allowed. */
 bool ccp_param_check_keys(json_object *params, const char *const *allowed, ccp_buf *err);
 bool ccp_param_string(json_object *params, const char *key, bool required, const char **out, ccp_buf *err);
 bool ccp_param_bool(json_object *params, const char *key, bool def, bool *out, ccp_buf *err);

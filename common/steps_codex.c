@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_text.h"
 #include "steps.h"
 
 /* conf/codex_instructions.md and conf/codex_tools.json, compiled in. */
@@ -31,26 +32,11 @@ static const ccp_config *env_cfg(const ccp_step_env *env)
 /* Reads a whole file into out; on failure says why in err, naming what. */
 static bool read_whole_file(const char *path, const char *what, ccp_buf *out, ccp_buf *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ccp_buf_printf(err, "%s \"%s\" cannot be read: %s", what, path, strerror(errno));
-        return false;
-    }
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ccp_buf_append(out, chunk, n);
-    int failed = ferror(f), saved = errno;
-    fclose(f);
-    if (failed) {
-        ccp_buf_printf(err, "%s \"%s\" cannot be read: %s", what, path, strerror(saved));
-        return false;
-    }
-    ccp_buf_append(out, "", 0); /* terminate even when empty */
-    if (memchr(out->data, '\0', out->len)) {
-        ccp_buf_printf(err, "%s \"%s\" contains a NUL byte; it must be text", what, path);
-        return false;
-    }
-    return true;
+    ccp_buf why = {0};
+    bool ok = ccp_buf_read_file(out, path, &why) == CCP_OK;
+    if (!ok) ccp_buf_printf(err, "%s \"%s\" %s", what, path, why.data);
+    ccp_buf_free(&why);
+    return ok;
 }
 
 static bool is_str(json_object *v)
@@ -114,30 +100,14 @@ static json_object *input_list(json_object *body, bool *bad, ccp_buf *err)
     return NULL;
 }
 
-/* Parses text as exactly one JSON value (trailing whitespace allowed). */
+/* Parses text as exactly one JSON value (strict; whitespace around it). */
 static json_object *parse_json(const char *text, const char *what, ccp_buf *err)
 {
-    json_tokener *tok = json_tokener_new();
-    size_t len = strlen(text);
-    json_object *v = json_tokener_parse_ex(tok, text, (int)len);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (jerr == json_tokener_continue) {
-        ccp_buf_printf(err, "%s is not valid JSON: it ends too early", what);
-        json_object_put(v);
-        return NULL;
-    }
-    if (jerr != json_tokener_success) {
-        ccp_buf_printf(err, "%s is not valid JSON: %s at byte %zu", what, json_tokener_error_desc(jerr), end);
-        return NULL;
-    }
-    for (size_t i = end; i < len; i++)
-        if (!strchr(" \t\r\n", text[i])) {
-            ccp_buf_printf(err, "%s is not valid JSON: unexpected data after the value at byte %zu", what, i);
-            json_object_put(v);
-            return NULL;
-        }
+    json_object *v;
+    ccp_buf why = {0};
+    if (ccp_json_parse(text, strlen(text), &v, NULL, &why) != CCP_JSON_OK)
+        ccp_buf_printf(err, "%s is not valid JSON: %s", what, why.data);
+    ccp_buf_free(&why);
     return v;
 }
 

@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 
 #include "clock.h"
+#include "url.h"
 
 /* Above this much output waiting for a slow client, the transfer pauses;
  * below the low mark it resumes. A few events' worth: enough to keep a
@@ -154,16 +155,11 @@ static void recycle_easy(ccp_upstream *u, CURL *easy)
     }
 }
 
+/* Never echoes the credentials of a URL. */
 static void describe_host(ccp_buf *out, const char *url)
 {
-    const char *h = strstr(url, "://");
-    h = h ? h + 3 : url;
-    size_t n = strcspn(h, "/?#");
-    const char *at = memchr(h, '@', n); /* never echo credentials in a URL */
-    if (at) {
-        n -= (size_t)(at + 1 - h);
-        h = at + 1;
-    }
+    size_t n;
+    const char *h = ccp_url_host(url, &n, NULL);
     ccp_buf_append(out, h, n);
 }
 

@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "status.h"
 
 #include "loop.h"
 

@@ -604,6 +604,11 @@ static const broken_case broken_cases[] = {
     {"unknown adapter field", ADP("{\"name\":\"bad\",\"prio\":1}"), {"adapter \"bad\"", "unknown", "\"prio\""}},
     {"priority a string", ADP("{\"name\":\"bad\",\"priority\":\"high\"}"), {"adapter \"bad\"", "\"priority\""}},
     {"priority out of range", ADP("{\"name\":\"bad\",\"priority\":10000000}"), {"adapter \"bad\"", "\"priority\""}},
+    /* An adapter's keys are fields, not step parameters (and "step" is not one). */
+    {"priority named a field", ADP("{\"name\":\"bad\",\"priority\":1.5}"),
+     {"field \"priority\" must be a whole number from -1000000 to 1000000"}},
+    {"unknown key named a field", ADP("{\"name\":\"bad\",\"step\":\"x\"}"), {"unknown field \"step\""}},
+    {"top-level key named a key", "{\"claud\":[]}", {"top level: unknown key \"claud\""}},
     {"version a number", ADP("{\"name\":\"bad\",\"version\":1}"), {"adapter \"bad\"", "field \"version\" must be a string"}},
     {"description a list", ADP("{\"name\":\"bad\",\"description\":[]}"), {"adapter \"bad\"", "\"description\""}},
     {"steps not a list", ADP("{\"name\":\"bad\",\"steps\":{}}"), {"adapter \"bad\"", "field \"steps\" must be a list"}},

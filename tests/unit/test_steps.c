@@ -464,6 +464,9 @@ static const load_case load_cases[] = {
     {"set_header name with a colon", "set_header", "{\"name\":\"x:y\",\"value\":\"v\"}", "not a valid header"},
     {"set_header empty name", "set_header", "{\"name\":\"\",\"value\":\"v\"}", "not a valid header"},
     {"set_header value with LF", "set_header", "{\"name\":\"x\",\"value\":\"a\\nb\"}", "not a valid header"},
+    /* A JSON string can hold NUL; the C string would silently end there. */
+    {"set_header value with NUL", "set_header", "{\"name\":\"x\",\"value\":\"a\\u0000b\"}",
+     "parameter \"value\" must not contain a NUL character"},
     {"set_header unknown key", "set_header", "{\"name\":\"x\",\"value\":\"v\",\"when\":1}", "unknown parameter \"when\""},
     {"identity claude_code", "identity", "{\"profile\":\"claude_code\"}", NULL},
     {"identity codex", "identity", "{\"profile\":\"codex\"}", NULL},
