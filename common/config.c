@@ -488,10 +488,11 @@ static char *load_base_path(source *src, const char *name, const char *v)
     return ccp_xstrndup(v, n);
 }
 
-static void load_var(source *src, ccp_config *cfg, const ccp_config_var *v, const ccp_config_names *names)
+/* text: the variable's value, NULL when unset. */
+static void load_var(source *src, ccp_config *cfg, const ccp_config_var *v, const ccp_config_names *names,
+                     const char *text)
 {
     const char *name = var_name(v, names);
-    const char *text = get(src, name);
     switch (v->kind) {
     case KIND_CHOICE: load_choice(src, cfg, v, name, text); break;
     case KIND_URL: load_url(src, cfg, v, name, text, names); break;
@@ -555,7 +556,7 @@ int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err
     for (size_t i = 0; i < VAR_COUNT; i++) {
         const char *text = get(&src, var_name(&vars[i], names));
         cfg->given[i] = text ? ccp_xstrdup(text) : NULL;
-        load_var(&src, cfg, &vars[i], names);
+        load_var(&src, cfg, &vars[i], names, text);
     }
     /* The one rule across variables. */
     if (cfg->server_api_key && cfg->access_count == 0) {

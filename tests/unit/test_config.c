@@ -1,5 +1,8 @@
 /* config: defaults, every validation error, ACCESS_KEYS, BASE_PATH, CORS,
- * the base URL, the .env file (parser and precedence), and secret masking.
+ * the base URL, the .env file (parser and precedence), secret masking, and
+ * the variable table: README.md's table names the same variables (the path
+ * comes from the Makefile as CCP_README_PATH), --check-config describes each,
+ * --print-config-env prints each and round-trips.
  *
  * The group runs in a fresh empty directory so a stray ./.env cannot leak in;
  * every test starts from an environment with all config variables unset. */
