@@ -890,6 +890,77 @@ static char *printed_value(const char *text, const char *name)
     return s;
 }
 
+/* The backquoted tokens of a table cell, when the cell is nothing else
+ * (tokens joined by " / "); false for a cell with words such as "(none)". */
+static bool cell_tokens(const char *cell, char tokens[][128], size_t *n)
+{
+    *n = 0;
+    const char *p = cell;
+    while (*p == ' ') p++;
+    while (*p) {
+        if (*p != '`' || *n == 4) return false;
+        const char *q = strchr(p + 1, '`');
+        if (!q) return false;
+        snprintf(tokens[(*n)++], 128, "%.*s", (int)(q - p - 1), p + 1);
+        p = q + 1;
+        while (*p == ' ') p++;
+        if (*p == '/') {
+            p++;
+            while (*p == ' ') p++;
+        }
+    }
+    return *n > 0;
+}
+
+/* A default the README shows as a plain value is the one the table gives. */
+static void test_readme_defaults_are_the_tables(void **state)
+{
+    (void)state;
+    ccp_buf printed[2] = {{0}, {0}};
+    for (size_t s = 0; s < UNIT_COUNT(SERVICES); s++) {
+        ccp_config cfg;
+        ccp_buf err = {0};
+        unit_env_clear();
+        assert_int_equal(ccp_config_load(&cfg, SERVICES[s], &err), CCP_OK);
+        ccp_config_print_env(&cfg, SERVICES[s], &printed[s]);
+        ccp_config_free(&cfg);
+        ccp_buf_free(&err);
+    }
+    FILE *f = fopen(CCP_README_PATH, "r");
+    assert_non_null(f);
+    char line[4096];
+    bool in_section = false;
+    int compared = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "## ", 3) == 0) in_section = strncmp(line, "## Configuration", 16) == 0;
+        if (!in_section || strncmp(line, "| `", 3) != 0) continue;
+        char *c1 = line + 1, *c2 = strchr(c1, '|');
+        assert_non_null(c2);
+        *c2++ = '\0';
+        char *c3 = strchr(c2, '|');
+        assert_non_null(c3);
+        *c3 = '\0';
+        char names[4][128], defaults[4][128];
+        size_t nn, nd;
+        if (!cell_tokens(c1, names, &nn) || !cell_tokens(c2, defaults, &nd) || nn != nd) continue;
+        for (size_t i = 0; i < nn; i++) {
+            if (is_table_name(defaults[i])) continue; /* "defaults to that variable" */
+            char *got = printed_value(ccp_buf_cstr(&printed[0]), names[i]);
+            if (!got) got = printed_value(ccp_buf_cstr(&printed[1]), names[i]);
+            assert_non_null(got);
+            if (strcmp(got, defaults[i]))
+                print_error("README.md gives %s the default %s, config.c %s\n", names[i], defaults[i], got);
+            assert_string_equal(got, defaults[i]);
+            free(got);
+            compared++;
+        }
+    }
+    fclose(f);
+    assert_true(compared >= 10);
+    ccp_buf_free(&printed[0]);
+    ccp_buf_free(&printed[1]);
+}
+
 static void expect_printed(const char *text, const char *name, const char *want)
 {
     char *got = printed_value(text, name);
@@ -1012,6 +1083,7 @@ int main(void)
         cmocka_unit_test_setup(test_describe_masks_secrets_and_is_json, test_setup),
         cmocka_unit_test_setup(test_describe_unset_secrets_are_null, test_setup),
         cmocka_unit_test_setup(test_every_variable_is_in_the_readme_table_and_back, test_setup),
+        cmocka_unit_test_setup(test_readme_defaults_are_the_tables, test_setup),
         cmocka_unit_test_setup(test_describe_has_a_member_per_variable, test_setup),
         cmocka_unit_test_setup(test_print_env_gives_the_given_text_else_the_default, test_setup),
         cmocka_unit_test_setup(test_print_env_round_trips, test_setup),
