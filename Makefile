@@ -76,9 +76,12 @@ $(BUILD)/bin/ccproxy-%: $(BUILD)/fcgi/ccproxy_%.o $(BUILD)/libccproxy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# CCP_README_PATH: test_config checks README.md's Configuration table against
+# config.c's variable table, reading the file at test time.
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libccproxy.a | deps-quiet
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libccproxy.a $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) -DCCP_README_PATH='"$(abspath README.md)"' $(LDFLAGS) -o $@ $< \
+	    $(BUILD)/libccproxy.a $(LDLIBS) $(CMOCKA_LIBS)
 
 # ---- test ---------------------------------------------------------------------
 test: all $(UNIT_BIN)

@@ -135,54 +135,6 @@ static void bad(source *src, const char *name, const char *value, const char *al
     src->errors++;
 }
 
-static long get_long(source *src, const char *name, long def, long min, long max)
-{
-    const char *v = get(src, name);
-    if (!v) return def;
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < min || n > max) {
-        char allowed[96];
-        snprintf(allowed, sizeof allowed, "expected a whole number from %ld to %ld", min, max);
-        bad(src, name, v, allowed);
-        return def;
-    }
-    return n;
-}
-
-/* Seconds, fractions allowed (the seed used floats); returned in ms. */
-static long get_seconds_ms(source *src, const char *name, double def, double min, double max)
-{
-    const char *v = get(src, name);
-    if (!v) return (long)(def * 1000);
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(d) || d < min || d > max) {
-        char allowed[96];
-        snprintf(allowed, sizeof allowed, "expected seconds from %g to %g", min, max);
-        bad(src, name, v, allowed);
-        return (long)(def * 1000);
-    }
-    return (long)(d * 1000 + 0.5);
-}
-
-static int get_choice(source *src, const char *name, const char *const *choices, int def, const char *allowed)
-{
-    const char *v = get(src, name);
-    if (!v) return def;
-    for (int i = 0; choices[i]; i++)
-        if (strcasecmp(v, choices[i]) == 0) return i;
-    bad(src, name, v, allowed);
-    return def;
-}
-
-static char *dup_or_null(const char *s)
-{
-    return s ? ccp_xstrdup(s) : NULL;
-}
-
 static bool valid_base_url(const char *u)
 {
     if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) return false;
@@ -226,9 +178,272 @@ static int hex_digit(char c)
     return -1;
 }
 
-static void load_access_keys(source *src, ccp_config *cfg)
+/* ---- the table ------------------------------------------------------------ */
+
+/* What a variable's text becomes, and so how it is checked, stored, described
+ * and printed. Every kind but KEYS and LIST keeps its value in one field. */
+typedef enum {
+    KIND_CHOICE,       /* one of choices[] (case-insensitive), stored as its int */
+    KIND_URL,          /* an http(s) base URL, no trailing slash; credentials masked */
+    KIND_STRING,       /* free text (a secret when .secret) */
+    KIND_INT,          /* a whole number in [min, max] */
+    KIND_SECONDS_MS,   /* seconds, fractions allowed, stored as ms */
+    KIND_SECONDS_CEIL, /* seconds, fractions allowed, stored as whole seconds rounded up */
+    KIND_PATH,         /* a URL path prefix: "" or "/prefix" */
+    KIND_LIST,         /* a comma list (CORS_ALLOW_ORIGINS) */
+    KIND_KEYS,         /* the client key list, kept as SHA-256 digests */
+} var_kind;
+
+/* The C type of an int variable's field. */
+typedef enum { FIELD_INT, FIELD_LONG, FIELD_SIZE } field_type;
+
+typedef struct choice {
+    const char *name; /* the first name of a value is its canonical one */
+    int value;
+} choice;
+
+typedef struct ccp_config_var {
+    const char *name;  /* NULL: the service's own, at name_off in ccp_config_names */
+    size_t name_off;
+    const char *key;   /* the --check-config JSON key, when not the name */
+    var_kind kind;
+    size_t field;      /* offsetof(ccp_config, ...) */
+    field_type type;   /* KIND_INT */
+    const char *text_default; /* KIND_STRING, KIND_URL (NULL: the service's), NULL: none */
+    double num_default, min, max;
+    long (*dynamic_default)(const ccp_config *cfg, const ccp_config_names *names); /* KIND_INT */
+    const choice *choices;
+    const char *allowed; /* KIND_CHOICE's message */
+    bool secret;         /* never described; printed only by --print-config-env */
+    const char *doc;
+} ccp_config_var;
+
+static const choice environments[] = {{"production", CCP_ENV_PRODUCTION}, {"test", CCP_ENV_TEST}, {NULL, 0}};
+static const choice auth_styles[] = {
+    {"auto", CCP_AUTH_AUTO}, {"x-api-key", CCP_AUTH_X_API_KEY}, {"bearer", CCP_AUTH_BEARER}, {NULL, 0}};
+static const choice log_levels[] = {{"debug", CCP_LOG_DEBUG},   {"info", CCP_LOG_INFO},
+                                    {"warning", CCP_LOG_WARNING}, {"error", CCP_LOG_ERROR},
+                                    {"warn", CCP_LOG_WARNING},    {"critical", CCP_LOG_ERROR},
+                                    {NULL, 0}};
+static const choice log_formats[] = {{"json", CCP_LOG_JSON}, {"console", CCP_LOG_CONSOLE}, {NULL, 0}};
+
+static long port_default(const ccp_config *cfg, const ccp_config_names *names)
 {
-    const char *v = get(src, "ACCESS_KEYS");
+    (void)cfg;
+    return names->port_default;
+}
+
+/* Streams run on the event loop; threads only prepare requests, so the
+ * stream ceiling is its own number. The seed's HTTP_MAX_CONNECTIONS meant
+ * the same (transfers at once) and stays its default. */
+static long max_streams_default(const ccp_config *cfg, const ccp_config_names *names)
+{
+    (void)names;
+    return cfg->http_max_connections;
+}
+
+/* One event loop per CPU carries any number of streams; more loops than
+ * CPUs only add switching. */
+static long cpus_default(const ccp_config *cfg, const ccp_config_names *names)
+{
+    (void)cfg;
+    (void)names;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? cpus : 1;
+}
+
+#define F(member) offsetof(ccp_config, member)
+#define SERVICE(member) .name_off = offsetof(ccp_config_names, member)
+#define INT(member, t, def, lo, hi) .kind = KIND_INT, .field = F(member), .type = t, .num_default = def, .min = lo, .max = hi
+#define SECONDS(k, member, def, lo, hi) .kind = k, .field = F(member), .num_default = def, .min = lo, .max = hi
+
+/* One row per variable, in the order they are read (a default may follow an
+ * earlier row: MAX_STREAMS follows HTTP_MAX_CONNECTIONS). README.md's
+ * Configuration table has one line per row (tests/unit/test_config.c checks). */
+static const ccp_config_var vars[] = {
+    {"ENVIRONMENT", .key = "environment", .kind = KIND_CHOICE, .field = F(environment), .choices = environments,
+     .allowed = "expected production or test", .doc = "test also logs request bodies"},
+    {NULL, SERVICE(base_url_var), .kind = KIND_URL, .field = F(upstream_base_url),
+     .doc = "the upstream base URL; its path is kept"},
+    {NULL, SERVICE(api_key_var), .kind = KIND_STRING, .field = F(server_api_key), .secret = true,
+     .doc = "a server-held upstream key; requires ACCESS_KEYS"},
+    {"ACCESS_KEYS", .kind = KIND_KEYS, .secret = true,
+     .doc = "comma list of accepted client keys, plain or sha256:<hex>"},
+    {"UPSTREAM_AUTH_STYLE", .kind = KIND_CHOICE, .field = F(upstream_auth_style), .choices = auth_styles,
+     .allowed = "expected auto, x-api-key or bearer", .doc = "how the key is presented upstream"},
+    {"LOG_LEVEL", .kind = KIND_CHOICE, .field = F(log_level), .choices = log_levels,
+     .allowed = "expected debug, info, warning or error", .text_default = "info", .doc = "the least severe level logged"},
+    {"LOG_FORMAT", .kind = KIND_CHOICE, .field = F(log_format), .choices = log_formats,
+     .allowed = "expected json or console", .doc = "json lines or console text"},
+    {"LOG_BODY_MAX_BYTES", INT(log_body_max_bytes, FIELD_SIZE, 4096, 0, 16L << 20),
+     .doc = "body bytes logged when ENVIRONMENT=test"},
+    {"HTTP_TIMEOUT", SECONDS(KIND_SECONDS_MS, http_timeout_ms, 600, 0.1, 86400),
+     .doc = "seconds: the longest upstream silence"},
+    {"HTTP_CONNECT_TIMEOUT", SECONDS(KIND_SECONDS_MS, http_connect_timeout_ms, 10, 0.1, 600),
+     .doc = "seconds to connect to the upstream"},
+    {"HTTP_MAX_KEEPALIVE", INT(http_max_keepalive, FIELD_LONG, 256, 0, 10000),
+     .doc = "idle upstream connections kept per event loop"},
+    {"HTTP_MAX_CONNECTIONS", INT(http_max_connections, FIELD_LONG, 8192, 1, 1000000),
+     .doc = "the seed's name for the stream ceiling (MAX_STREAMS' default)"},
+    {"HTTP_KEEPALIVE_EXPIRY", SECONDS(KIND_SECONDS_CEIL, http_keepalive_expiry_s, 30, 1, 86400),
+     .doc = "seconds an idle upstream connection may be reused"},
+    {NULL, SERVICE(host_var), .kind = KIND_STRING, .field = F(service_host), .text_default = "127.0.0.1",
+     .doc = "where the web server listens for the service"},
+    {NULL, SERVICE(port_var), INT(service_port, FIELD_INT, 0, 1, 65535), .dynamic_default = port_default,
+     .doc = "the port the web server listens on for the service"},
+    {"MAX_BODY_BYTES", INT(max_body_bytes, FIELD_SIZE, 32L << 20, 1024, 1L << 30),
+     .doc = "largest request body"},
+    {"BASE_PATH", .kind = KIND_PATH, .field = F(base_path), .doc = "mount prefix stripped before routing"},
+    {"CORS_ALLOW_ORIGINS", .kind = KIND_LIST, .doc = "comma list of browser origins, or *"},
+    {"MAX_STREAMS", INT(max_streams, FIELD_INT, 0, 1, 1000000), .dynamic_default = max_streams_default,
+     .doc = "requests answered at once per process"},
+    {"WORKER_THREADS", INT(worker_threads, FIELD_INT, 0, 1, 4096), .dynamic_default = cpus_default,
+     .doc = "event loops per process"},
+    {"WORKER_STACK_KB", INT(worker_stack_kb, FIELD_INT, 256, 64, 65536), .doc = "stack per event-loop thread"},
+    {"SHUTDOWN_GRACE", INT(shutdown_grace_s, FIELD_INT, 30, 0, 86400),
+     .doc = "seconds SIGTERM waits for running streams"},
+    {"ADAPTERS_FILE", .kind = KIND_STRING, .field = F(adapters_file), .doc = "the client adapter table"},
+    {"SESSION_SECRET", .kind = KIND_STRING, .field = F(session_secret), .secret = true,
+     .doc = "mixed into derived session ids"},
+    {"CODEX_INSTRUCTIONS_FILE", .kind = KIND_STRING, .field = F(codex_instructions_file),
+     .doc = "the instructions the instructions step sets"},
+    {"CODEX_TOOLS_FILE", .kind = KIND_STRING, .field = F(codex_tools_file),
+     .doc = "default tools the merge_tools step puts first"},
+    {"CODEX_ENV_CWD", .kind = KIND_STRING, .field = F(codex_env_cwd), .text_default = "/workspace",
+     .doc = "the directory the env_context step names"},
+};
+
+#undef F
+#undef SERVICE
+#undef INT
+#undef SECONDS
+
+#define VAR_COUNT (sizeof vars / sizeof vars[0])
+
+_Static_assert(sizeof(ccp_environment) == sizeof(int) && sizeof(ccp_auth_style) == sizeof(int) &&
+                   sizeof(ccp_log_level) == sizeof(int) && sizeof(ccp_log_format) == sizeof(int),
+               "choice fields are stored as int");
+
+size_t ccp_config_var_count(void)
+{
+    return VAR_COUNT;
+}
+
+static const char *var_name(const ccp_config_var *v, const ccp_config_names *names)
+{
+    return v->name ? v->name : *(const char *const *)((const char *)names + v->name_off);
+}
+
+const char *ccp_config_var_name(size_t i, const ccp_config_names *names)
+{
+    return i < VAR_COUNT ? var_name(&vars[i], names) : NULL;
+}
+
+const char *ccp_config_var_doc(size_t i)
+{
+    return i < VAR_COUNT ? vars[i].doc : NULL;
+}
+
+#define FIELD(cfg, v, type) ((type *)((char *)(cfg) + (v)->field))
+#define CFIELD(cfg, v, type) ((const type *)((const char *)(cfg) + (v)->field))
+
+static void set_int(ccp_config *cfg, const ccp_config_var *v, long n)
+{
+    switch (v->type) {
+    case FIELD_INT: *FIELD(cfg, v, int) = (int)n; break;
+    case FIELD_LONG: *FIELD(cfg, v, long) = n; break;
+    case FIELD_SIZE: *FIELD(cfg, v, size_t) = (size_t)n; break;
+    }
+}
+
+static long get_int(const ccp_config *cfg, const ccp_config_var *v)
+{
+    switch (v->type) {
+    case FIELD_INT: return *CFIELD(cfg, v, int);
+    case FIELD_LONG: return *CFIELD(cfg, v, long);
+    case FIELD_SIZE: return (long)*CFIELD(cfg, v, size_t);
+    }
+    return 0;
+}
+
+static const char *choice_name(const ccp_config_var *v, int value)
+{
+    for (const choice *c = v->choices; c->name; c++)
+        if (c->value == value) return c->name;
+    return "";
+}
+
+/* ---- loading, one function per kind -------------------------------------------- */
+
+static void load_choice(source *src, ccp_config *cfg, const ccp_config_var *v, const char *name, const char *text)
+{
+    int value = v->choices[0].value;
+    if (v->text_default)
+        for (const choice *c = v->choices; c->name; c++)
+            if (strcmp(c->name, v->text_default) == 0) value = c->value;
+    if (text) {
+        const choice *c = v->choices;
+        while (c->name && strcasecmp(text, c->name) != 0) c++;
+        if (c->name) value = c->value;
+        else bad(src, name, text, v->allowed);
+    }
+    *FIELD(cfg, v, int) = value;
+}
+
+static void load_url(source *src, ccp_config *cfg, const ccp_config_var *v, const char *name, const char *text,
+                     const ccp_config_names *names)
+{
+    const char *def = v->text_default ? v->text_default : names->base_url_default;
+    const char *base = text ? text : def;
+    if (!valid_base_url(base)) {
+        bad(src, name, base, "expected an http:// or https:// URL with a host, no query");
+        base = def;
+    }
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/') blen--;
+    *FIELD(cfg, v, char *) = ccp_xstrndup(base, blen);
+}
+
+static void load_int(source *src, ccp_config *cfg, const ccp_config_var *v, const char *name, const char *text,
+                     const ccp_config_names *names)
+{
+    long def = v->dynamic_default ? v->dynamic_default(cfg, names) : (long)v->num_default;
+    long min = (long)v->min, max = (long)v->max, n = def;
+    if (text) {
+        char *end;
+        errno = 0;
+        n = strtol(text, &end, 10);
+        if (errno || end == text || *end || n < min || n > max) {
+            char allowed[96];
+            snprintf(allowed, sizeof allowed, "expected a whole number from %ld to %ld", min, max);
+            bad(src, name, text, allowed);
+            n = def;
+        }
+    }
+    set_int(cfg, v, n);
+}
+
+/* Seconds, fractions allowed (the seed used floats). */
+static void load_seconds(source *src, ccp_config *cfg, const ccp_config_var *v, const char *name, const char *text)
+{
+    long ms = (long)(v->num_default * 1000);
+    if (text) {
+        char *end;
+        errno = 0;
+        double d = strtod(text, &end);
+        if (errno || end == text || *end || !isfinite(d) || d < v->min || d > v->max) {
+            char allowed[96];
+            snprintf(allowed, sizeof allowed, "expected seconds from %g to %g", v->min, v->max);
+            bad(src, name, text, allowed);
+        } else {
+            ms = (long)(d * 1000 + 0.5);
+        }
+    }
+    *FIELD(cfg, v, long) = v->kind == KIND_SECONDS_CEIL ? (ms + 999) / 1000 : ms;
+}
+
+static void load_access_keys(source *src, ccp_config *cfg, const char *v)
+{
     char **items;
     size_t n;
     split_list(v, &items, &n);
@@ -259,28 +474,45 @@ static void load_access_keys(source *src, ccp_config *cfg)
     free_list(items, n);
 }
 
-static void load_base_path(source *src, ccp_config *cfg)
+static char *load_base_path(source *src, const char *name, const char *v)
 {
-    const char *v = get(src, "BASE_PATH");
-    if (!v || strcmp(v, "/") == 0) {
-        cfg->base_path = ccp_xstrdup("");
-        return;
-    }
+    if (!v || strcmp(v, "/") == 0) return ccp_xstrdup("");
     size_t n = strlen(v);
     while (n > 0 && v[n - 1] == '/') n--;
-    if (n == 0 && v[0] == '/') {
-        cfg->base_path = ccp_xstrdup("");
-        return;
-    }
+    if (n == 0 && v[0] == '/') return ccp_xstrdup("");
     bool ok = v[0] == '/';
     for (size_t i = 0; ok && i < n; i++)
         if ((unsigned char)v[i] <= ' ' || v[i] == '?' || v[i] == '#' || v[i] == 0x7f) ok = false;
     if (!ok) {
-        bad(src, "BASE_PATH", v, "expected a path starting with '/' such as /claude");
-        cfg->base_path = ccp_xstrdup("");
-        return;
+        bad(src, name, v, "expected a path starting with '/' such as /claude");
+        return ccp_xstrdup("");
     }
-    cfg->base_path = ccp_xstrndup(v, n);
+    return ccp_xstrndup(v, n);
+}
+
+/* text: the variable's value, NULL when unset. */
+static void load_var(source *src, ccp_config *cfg, const ccp_config_var *v, const ccp_config_names *names,
+                     const char *text)
+{
+    const char *name = var_name(v, names);
+    switch (v->kind) {
+    case KIND_CHOICE: load_choice(src, cfg, v, name, text); break;
+    case KIND_URL: load_url(src, cfg, v, name, text, names); break;
+    case KIND_STRING:
+        text = text ? text : v->text_default;
+        *FIELD(cfg, v, char *) = text ? ccp_xstrdup(text) : NULL;
+        break;
+    case KIND_INT: load_int(src, cfg, v, name, text, names); break;
+    case KIND_SECONDS_MS:
+    case KIND_SECONDS_CEIL: load_seconds(src, cfg, v, name, text); break;
+    case KIND_PATH: *FIELD(cfg, v, char *) = load_base_path(src, name, text); break;
+    case KIND_LIST:
+        split_list(text, &cfg->cors_origins, &cfg->cors_count);
+        for (size_t i = 0; i < cfg->cors_count; i++)
+            if (strcmp(cfg->cors_origins[i], "*") == 0) cfg->cors_any = true;
+        break;
+    case KIND_KEYS: load_access_keys(src, cfg, text); break;
+    }
 }
 
 static void read_env_file(source *src, ccp_config *cfg)
@@ -322,23 +554,13 @@ int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err
     memset(cfg, 0, sizeof *cfg);
     source src = {.err = err};
     read_env_file(&src, cfg);
-
-    static const char *const envs[] = {"production", "test", NULL};
-    cfg->environment = (ccp_environment)get_choice(&src, "ENVIRONMENT", envs, CCP_ENV_PRODUCTION,
-                                                   "expected production or test");
-
-    const char *base = get(&src, names->base_url_var);
-    if (!base) base = names->base_url_default;
-    if (!valid_base_url(base)) {
-        bad(&src, names->base_url_var, base, "expected an http:// or https:// URL with a host, no query");
-        base = names->base_url_default;
+    cfg->given = ccp_xcalloc(VAR_COUNT, sizeof *cfg->given);
+    for (size_t i = 0; i < VAR_COUNT; i++) {
+        const char *text = get(&src, var_name(&vars[i], names));
+        cfg->given[i] = text ? ccp_xstrdup(text) : NULL;
+        load_var(&src, cfg, &vars[i], names, text);
     }
-    size_t blen = strlen(base);
-    while (blen > 0 && base[blen - 1] == '/') blen--;
-    cfg->upstream_base_url = ccp_xstrndup(base, blen);
-
-    cfg->server_api_key = dup_or_null(get(&src, names->api_key_var));
-    load_access_keys(&src, cfg);
+    /* The one rule across variables. */
     if (cfg->server_api_key && cfg->access_count == 0) {
         ccp_buf_printf(err,
                        "%s is set but ACCESS_KEYS is empty: a server-held key would be served to anyone; "
@@ -346,114 +568,110 @@ int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err
                        names->api_key_var);
         src.errors++;
     }
-    static const char *const styles[] = {"auto", "x-api-key", "bearer", NULL};
-    cfg->upstream_auth_style = (ccp_auth_style)get_choice(&src, "UPSTREAM_AUTH_STYLE", styles, CCP_AUTH_AUTO,
-                                                          "expected auto, x-api-key or bearer");
-
-    const char *lvl = get(&src, "LOG_LEVEL");
-    if (lvl && strcasecmp(lvl, "warn") == 0) lvl = "warning";
-    if (lvl && strcasecmp(lvl, "critical") == 0) lvl = "error";
-    static const char *const levels[] = {"debug", "info", "warning", "error", NULL};
-    cfg->log_level = CCP_LOG_INFO;
-    if (lvl) {
-        int i;
-        for (i = 0; levels[i] && strcasecmp(lvl, levels[i]); i++) {}
-        if (levels[i]) cfg->log_level = (ccp_log_level)i;
-        else bad(&src, "LOG_LEVEL", lvl, "expected debug, info, warning or error");
-    }
-    static const char *const formats[] = {"json", "console", NULL};
-    cfg->log_format = (ccp_log_format)get_choice(&src, "LOG_FORMAT", formats, CCP_LOG_JSON,
-                                                 "expected json or console");
-    cfg->log_body_max_bytes = (size_t)get_long(&src, "LOG_BODY_MAX_BYTES", 4096, 0, 16L << 20);
-
-    cfg->http_timeout_ms = get_seconds_ms(&src, "HTTP_TIMEOUT", 600, 0.1, 86400);
-    cfg->http_connect_timeout_ms = get_seconds_ms(&src, "HTTP_CONNECT_TIMEOUT", 10, 0.1, 600);
-    cfg->http_max_keepalive = get_long(&src, "HTTP_MAX_KEEPALIVE", 256, 0, 10000);
-    cfg->http_max_connections = get_long(&src, "HTTP_MAX_CONNECTIONS", 8192, 1, 1000000);
-    cfg->http_keepalive_expiry_s = (get_seconds_ms(&src, "HTTP_KEEPALIVE_EXPIRY", 30, 1, 86400) + 999) / 1000;
-
-    const char *host = get(&src, names->host_var);
-    cfg->service_host = ccp_xstrdup(host ? host : "127.0.0.1");
-    cfg->service_port = (int)get_long(&src, names->port_var, names->port_default, 1, 65535);
-
-    cfg->max_body_bytes = (size_t)get_long(&src, "MAX_BODY_BYTES", 32L << 20, 1024, 1L << 30);
-    load_base_path(&src, cfg);
-
-    const char *cors = get(&src, "CORS_ALLOW_ORIGINS");
-    split_list(cors, &cfg->cors_origins, &cfg->cors_count);
-    for (size_t i = 0; i < cfg->cors_count; i++)
-        if (strcmp(cfg->cors_origins[i], "*") == 0) cfg->cors_any = true;
-
-    /* Streams run on the event loop; threads only prepare requests, so the
-     * stream ceiling is its own number. The seed's HTTP_MAX_CONNECTIONS
-     * meant the same (transfers at once) and stays its default. */
-    cfg->max_streams = (int)get_long(&src, "MAX_STREAMS", cfg->http_max_connections, 1, 1000000);
-    /* One event loop per CPU carries any number of streams; more loops
-     * than CPUs only add switching. */
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->worker_threads = (int)get_long(&src, "WORKER_THREADS", cpus > 0 ? cpus : 1, 1, 4096);
-    cfg->worker_stack_kb = (int)get_long(&src, "WORKER_STACK_KB", 256, 64, 65536);
-    cfg->shutdown_grace_s = (int)get_long(&src, "SHUTDOWN_GRACE", 30, 0, 86400);
-
-    cfg->adapters_file = dup_or_null(get(&src, "ADAPTERS_FILE"));
-    cfg->session_secret = dup_or_null(get(&src, "SESSION_SECRET"));
-    cfg->codex_instructions_file = dup_or_null(get(&src, "CODEX_INSTRUCTIONS_FILE"));
-    cfg->codex_tools_file = dup_or_null(get(&src, "CODEX_TOOLS_FILE"));
-    const char *cwd = get(&src, "CODEX_ENV_CWD");
-    cfg->codex_env_cwd = ccp_xstrdup(cwd ? cwd : "/workspace");
-
     pairs_free(&src.file);
     return src.errors ? CCP_ERR : CCP_OK;
 }
 
 void ccp_config_free(ccp_config *cfg)
 {
-    free(cfg->upstream_base_url);
-    free(cfg->server_api_key);
+    for (size_t i = 0; i < VAR_COUNT; i++) {
+        const ccp_config_var *v = &vars[i];
+        if (v->kind == KIND_URL || v->kind == KIND_STRING || v->kind == KIND_PATH) free(*FIELD(cfg, v, char *));
+        if (cfg->given) free(cfg->given[i]);
+    }
+    free(cfg->given);
     free(cfg->access_digests);
-    free(cfg->service_host);
-    free(cfg->base_path);
     free_list(cfg->cors_origins, cfg->cors_count);
-    free(cfg->adapters_file);
-    free(cfg->session_secret);
-    free(cfg->codex_instructions_file);
-    free(cfg->codex_tools_file);
-    free(cfg->codex_env_cwd);
     free(cfg->env_file);
     memset(cfg, 0, sizeof *cfg);
 }
 
-static void kv_str(ccp_buf *out, const char *k, const char *v)
+/* ---- describing and printing ------------------------------------------------------ */
+
+static void kv_str(ccp_buf *out, bool first, const char *k, const char *v)
 {
-    ccp_buf_printf(out, ",\"%s\":", k);
+    ccp_buf_printf(out, "%s\"%s\":", first ? "" : ",", k);
     ccp_buf_append_json_string(out, v);
 }
 
 void ccp_config_describe(const ccp_config *cfg, const ccp_config_names *names, ccp_buf *out)
 {
-    static const char *const auth_styles[] = {"auto", "x-api-key", "bearer"};
-    ccp_buf_printf(out, "\"environment\":\"%s\"", cfg->environment == CCP_ENV_TEST ? "test" : "production");
-    /* A base URL may carry credentials (https://user:pass@host): mask them. */
     ccp_buf url = {0};
-    ccp_url_append_masked(&url, cfg->upstream_base_url);
-    kv_str(out, names->base_url_var, url.data);
+    for (size_t i = 0; i < VAR_COUNT; i++) {
+        const ccp_config_var *v = &vars[i];
+        const char *key = v->key ? v->key : var_name(v, names);
+        bool first = i == 0;
+        switch (v->kind) {
+        case KIND_CHOICE: kv_str(out, first, key, choice_name(v, *CFIELD(cfg, v, int))); break;
+        case KIND_URL:
+            ccp_buf_reset(&url);
+            ccp_url_append_masked(&url, *CFIELD(cfg, v, char *));
+            kv_str(out, first, key, ccp_buf_cstr(&url));
+            break;
+        case KIND_STRING:
+        case KIND_PATH: {
+            const char *s = *CFIELD(cfg, v, char *);
+            kv_str(out, first, key, v->secret && s ? "***" : s);
+            break;
+        }
+        case KIND_INT: ccp_buf_printf(out, "%s\"%s\":%ld", first ? "" : ",", key, get_int(cfg, v)); break;
+        case KIND_SECONDS_MS:
+            ccp_buf_printf(out, "%s\"%s\":%.3f", first ? "" : ",", key, *CFIELD(cfg, v, long) / 1000.0);
+            break;
+        case KIND_SECONDS_CEIL: ccp_buf_printf(out, "%s\"%s\":%ld", first ? "" : ",", key, *CFIELD(cfg, v, long)); break;
+        case KIND_LIST: ccp_buf_printf(out, "%s\"%s\":%zu", first ? "" : ",", key, cfg->cors_count); break;
+        case KIND_KEYS: ccp_buf_printf(out, "%s\"%s\":%zu", first ? "" : ",", key, cfg->access_count); break;
+        }
+    }
     ccp_buf_free(&url);
-    kv_str(out, names->api_key_var, cfg->server_api_key ? "***" : NULL);
-    ccp_buf_printf(out, ",\"ACCESS_KEYS\":%zu", cfg->access_count);
-    kv_str(out, "UPSTREAM_AUTH_STYLE", auth_styles[cfg->upstream_auth_style]);
-    ccp_buf_printf(out, ",\"HTTP_TIMEOUT\":%.3f,\"HTTP_CONNECT_TIMEOUT\":%.3f", cfg->http_timeout_ms / 1000.0,
-                   cfg->http_connect_timeout_ms / 1000.0);
-    ccp_buf_printf(out, ",\"HTTP_MAX_KEEPALIVE\":%ld,\"HTTP_MAX_CONNECTIONS\":%ld,\"HTTP_KEEPALIVE_EXPIRY\":%ld",
-                   cfg->http_max_keepalive, cfg->http_max_connections, cfg->http_keepalive_expiry_s);
-    ccp_buf_printf(out, ",\"MAX_BODY_BYTES\":%zu", cfg->max_body_bytes);
-    kv_str(out, "BASE_PATH", cfg->base_path);
-    ccp_buf_printf(out, ",\"CORS_ALLOW_ORIGINS\":%zu", cfg->cors_count);
-    ccp_buf_printf(out, ",\"MAX_STREAMS\":%d,\"WORKER_THREADS\":%d,\"SHUTDOWN_GRACE\":%d", cfg->max_streams,
-                   cfg->worker_threads, cfg->shutdown_grace_s);
-    kv_str(out, "ADAPTERS_FILE", cfg->adapters_file);
-    kv_str(out, "SESSION_SECRET", cfg->session_secret ? "***" : NULL);
-    kv_str(out, "CODEX_INSTRUCTIONS_FILE", cfg->codex_instructions_file);
-    kv_str(out, "CODEX_TOOLS_FILE", cfg->codex_tools_file);
-    kv_str(out, "CODEX_ENV_CWD", cfg->codex_env_cwd);
-    kv_str(out, "env_file", cfg->env_file);
+    kv_str(out, false, "env_file", cfg->env_file);
+}
+
+/* name='value' with ' written as '\'' : safe for sh's eval and Python's shlex. */
+static void print_assignment(ccp_buf *out, const char *name, const char *value)
+{
+    ccp_buf_printf(out, "%s='", name);
+    for (const char *c = value ? value : ""; *c; c++) {
+        if (*c == '\'') ccp_buf_append_str(out, "'\\''");
+        else ccp_buf_append_char(out, *c);
+    }
+    ccp_buf_append_str(out, "'\n");
+}
+
+void ccp_config_print_env(const ccp_config *cfg, const ccp_config_names *names, ccp_buf *out)
+{
+    char num[64];
+    for (size_t i = 0; i < VAR_COUNT; i++) {
+        const ccp_config_var *v = &vars[i];
+        const char *name = var_name(v, names);
+        /* What was given, verbatim: it loaded without error, and another
+         * responder reading it again gets exactly this configuration. */
+        if (cfg->given && cfg->given[i]) {
+            print_assignment(out, name, cfg->given[i]);
+            continue;
+        }
+        const char *value = NULL;
+        switch (v->kind) {
+        case KIND_CHOICE: value = choice_name(v, *CFIELD(cfg, v, int)); break;
+        case KIND_URL:
+        case KIND_STRING:
+        case KIND_PATH: value = *CFIELD(cfg, v, char *); break;
+        case KIND_INT:
+            snprintf(num, sizeof num, "%ld", get_int(cfg, v));
+            value = num;
+            break;
+        case KIND_SECONDS_MS:
+            snprintf(num, sizeof num, "%g", *CFIELD(cfg, v, long) / 1000.0);
+            value = num;
+            break;
+        case KIND_SECONDS_CEIL:
+            snprintf(num, sizeof num, "%ld", *CFIELD(cfg, v, long));
+            value = num;
+            break;
+        case KIND_LIST:
+        case KIND_KEYS: value = NULL; break; /* unset: empty */
+        }
+        print_assignment(out, name, value);
+    }
+    print_assignment(out, "CCPROXY_ENV_FILE", cfg->env_file);
 }

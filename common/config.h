@@ -74,16 +74,34 @@ typedef struct ccp_config {
     char *codex_env_cwd;           /* directory named in the env_context message */
     char *session_secret; /* NULL: none */
     char *env_file;       /* the .env actually read, or NULL */
+    char **given;         /* per table row: the text given (environment or .env), NULL: unset */
 } ccp_config;
 
 /* Reads the environment (and the .env file named by CCPROXY_ENV_FILE, default
- * ./.env if present). On error, err holds one line per problem. */
+ * ./.env if present), driven by the variable table in config.c. On error,
+ * err holds one line per problem; cfg is filled either way and is freed
+ * with ccp_config_free. */
 int ccp_config_load(ccp_config *cfg, const ccp_config_names *names, ccp_buf *err);
 void ccp_config_free(ccp_config *cfg);
 
 /* Appends the effective configuration as JSON object members (no braces),
- * secrets masked, for the start-up log line. */
+ * secrets masked, for the start-up log line and --check-config: one member
+ * per variable (lists and key lists as their counts) and "env_file". */
 void ccp_config_describe(const ccp_config *cfg, const ccp_config_names *names, ccp_buf *out);
+
+/* Appends the effective configuration as NAME='value' lines (a ' inside is
+ * written '\''), one per variable and CCPROXY_ENV_FILE last, for the
+ * scripts (--print-config-env): the text given where one was, otherwise the
+ * default ('' for none). Secrets appear as given: the output is the user's
+ * own configuration, meant for the files that configure the responders. */
+void ccp_config_print_env(const ccp_config *cfg, const ccp_config_names *names, ccp_buf *out);
+
+/* The variable table (config.c), one row per variable in reading order:
+ * the row count, and a row's name (the service's own name for the four
+ * ccp_config_names rows) or one-line doc; NULL past the end. */
+size_t ccp_config_var_count(void);
+const char *ccp_config_var_name(size_t i, const ccp_config_names *names);
+const char *ccp_config_var_doc(size_t i);
 
 /* Parses a .env text into the given callback; exposed for tests.
  * Lines: KEY=VALUE, optional "export ", '#' comments, single or double quotes. */

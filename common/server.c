@@ -361,7 +361,7 @@ static int serve_fastcgi(ccp_runtime *rt, int *cut_off)
 static void usage(const ccp_service *s, FILE *f)
 {
     fprintf(f,
-            "Usage: %s [--help | --version | --check-config]\n"
+            "Usage: %s [--help | --version | --check-config | --print-config-env]\n"
             "\n"
             "cc-proxy %s responder (%s API). Run it under a FastCGI spawner\n"
             "(spawn-fcgi, lighttpd mod_fastcgi, systemd socket activation) with the\n"
@@ -370,13 +370,17 @@ static void usage(const ccp_service *s, FILE *f)
             "CCPROXY_ENV_FILE (default ./.env); see the README.\n"
             "\n"
             "  --check-config  read the configuration as a start would, print it\n"
-            "                  (secrets masked) and exit non-zero on any problem\n",
+            "                  (secrets masked) and exit non-zero on any problem\n"
+            "  --print-config-env  read it the same way and print every variable as a\n"
+            "                  shell-quoted NAME='value' line (the value given, else the\n"
+            "                  default; secrets as given) for scripts that configure\n"
+            "                  the responders; exit non-zero on any problem\n",
             s->program, s->name, s->dialect->name);
 }
 
 int ccp_server_main(const ccp_service *service, int argc, char **argv)
 {
-    bool check_only = false;
+    bool check_only = false, print_env = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(service, stdout);
@@ -386,6 +390,8 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = true;
+        } else if (strcmp(argv[i], "--print-config-env") == 0) {
+            print_env = true;
         } else {
             fprintf(stderr, "%s: unknown argument %s\n", service->program, argv[i]);
             usage(service, stderr);
@@ -402,6 +408,15 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
         ccp_buf_free(&err);
         ccp_config_free(&cfg);
         return 2;
+    }
+    if (print_env) {
+        /* The variables alone (no adapter table): what the scripts forward. */
+        ccp_buf out = {0};
+        ccp_config_print_env(&cfg, names, &out);
+        fputs(ccp_buf_cstr(&out), stdout);
+        ccp_buf_free(&out);
+        ccp_config_free(&cfg);
+        return fflush(stdout) == 0 ? 0 : 1;
     }
     ccp_log_init(&cfg, service->name);
 

@@ -2,19 +2,30 @@
 # Renders a complete lighttpd.conf for a local run into OUTDIR (its own pid,
 # logs, error pages and sockets; no system paths) from conf/lighttpd.
 #   scripts/render-lighttpd.sh OUTDIR BIN_DIR
-# Environment: CLAUDE_SERVICE_HOST/PORT, CODEX_SERVICE_HOST/PORT, HTTP_TIMEOUT,
-# MAX_BODY_BYTES, and every cc-proxy variable set in it, which goes into the
-# responders' bin-environment.
+# The configuration is the responders' own: each one's --print-config-env
+# (the environment and the .env file, validated; every variable, given or
+# default) gives the listen addresses, HTTP_TIMEOUT and MAX_BODY_BYTES used
+# here, and every variable goes into that responder's bin-environment, so no
+# list of names is kept here. The binaries that print it are in
+# CCPROXY_BIN_DIR, default BIN_DIR (which bin-path points at).
 set -eu
 out=${1:?usage: render-lighttpd.sh OUTDIR BIN_DIR}
 bin=${2:?usage: render-lighttpd.sh OUTDIR BIN_DIR}
 here=$(cd "$(dirname "$0")/.." && pwd)
+cfgbin=${CCPROXY_BIN_DIR:-$bin}
+claude_conf=$("$cfgbin/ccproxy-claude" --print-config-env) || { echo "render-lighttpd: fix the configuration above" >&2; exit 2; }
+codex_conf=$("$cfgbin/ccproxy-codex" --print-config-env) || { echo "render-lighttpd: fix the configuration above" >&2; exit 2; }
+conf() { # text NAME: NAME's value in a --print-config-env text
+    (eval "$1"; eval "printf '%s' \"\${$2-}\"")
+}
 mkdir -p "$out/logs" "$out/run" "$out/errors" "$out/tmp"
 out=$(cd "$out" && pwd)
 cp "$here"/conf/lighttpd/errors/*.html "$out/errors/"
 
-body=${MAX_BODY_BYTES:-33554432}
-timeout=${HTTP_TIMEOUT:-600}
+body=$(conf "$claude_conf" MAX_BODY_BYTES)
+timeout=$(conf "$claude_conf" HTTP_TIMEOUT)
+claude_host=$(conf "$claude_conf" CLAUDE_SERVICE_HOST) claude_port=$(conf "$claude_conf" CLAUDE_SERVICE_PORT)
+codex_host=$(conf "$codex_conf" CODEX_SERVICE_HOST) codex_port=$(conf "$codex_conf" CODEX_SERVICE_PORT)
 max_kb=$(( (body + 1048576) / 1024 ))
 hard=$(ulimit -Hn)
 case $hard in unlimited) hard=1048576 ;; esac
@@ -22,37 +33,39 @@ max_fds=$(( hard < 65536 ? hard : 65536 ))
 max_conns=$(( max_fds / 2 - 64 ))
 write_idle=$(awk -v t="$timeout" 'BEGIN { printf "%d", int(t) + 60 }')
 
-# The responders' configuration: every variable they read that is set here.
-vars="ENVIRONMENT LOG_LEVEL LOG_FORMAT LOG_BODY_MAX_BYTES HTTP_TIMEOUT HTTP_CONNECT_TIMEOUT HTTP_MAX_KEEPALIVE
-HTTP_MAX_CONNECTIONS HTTP_KEEPALIVE_EXPIRY MAX_BODY_BYTES BASE_PATH CORS_ALLOW_ORIGINS MAX_STREAMS WORKER_THREADS
-WORKER_STACK_KB SHUTDOWN_GRACE ADAPTERS_FILE SESSION_SECRET ACCESS_KEYS UPSTREAM_AUTH_STYLE CCPROXY_ENV_FILE"
-env_lines() { # extra variable names
-    for v in $vars "$@"; do
-        eval "val=\${$v-}"
-        [ -n "$val" ] || continue
-        esc=$(printf '%s' "$val" | sed 's/\\/\\\\/g; s/"/\\"/g')
-        printf '            "%s" => "%s",\n' "$v" "$esc"
-    done
-}
-env_lines ANTHROPIC_BASE_URL ANTHROPIC_API_KEY > "$out/claude.env"
-env_lines OPENAI_BASE_URL OPENAI_API_KEY CODEX_INSTRUCTIONS_FILE CODEX_TOOLS_FILE CODEX_ENV_CWD > "$out/codex.env"
-
+# Secrets go in as given: the responders need the real server key and
+# SESSION_SECRET, and bin-environment is how lighttpd passes them; the file
+# is the user's own configuration, so it is made readable by its owner only.
+CCP_CLAUDE_CONF=$claude_conf CCP_CODEX_CONF=$codex_conf \
 python3 - "$here/conf/lighttpd/ccproxy.conf" "$out/ccproxy.conf" <<PY
-import sys
+import os, shlex, sys
+def env_lines(text):
+    lines = []
+    for word in shlex.split(text, comments=False, posix=True):
+        name, _, value = word.partition("=")
+        if not value:
+            continue  # unset and no default
+        if name == "CCPROXY_ENV_FILE":
+            value = os.path.abspath(value)  # lighttpd's responders start elsewhere
+        value = value.replace("\\\\", "\\\\\\\\").replace('"', '\\\\"')  # the here-doc halves each \\
+        lines.append('            "%s" => "%s",' % (name, value))
+    return "\n".join(lines)
 s = open(sys.argv[1]).read()
 subs = {
-    "@CLAUDE_SERVICE_HOST@": "${CLAUDE_SERVICE_HOST:-127.0.0.1}", "@CLAUDE_SERVICE_PORT@": "${CLAUDE_SERVICE_PORT:-8001}",
-    "@CODEX_SERVICE_HOST@": "${CODEX_SERVICE_HOST:-127.0.0.1}", "@CODEX_SERVICE_PORT@": "${CODEX_SERVICE_PORT:-8002}",
+    "@CLAUDE_SERVICE_HOST@": "$claude_host", "@CLAUDE_SERVICE_PORT@": "$claude_port",
+    "@CODEX_SERVICE_HOST@": "$codex_host", "@CODEX_SERVICE_PORT@": "$codex_port",
     "@MAX_REQUEST_KB@": "$max_kb", "@WRITE_IDLE@": "$write_idle", "@ERRORS_DIR@": "$out/errors",
     "@BIN_DIR@": "$bin", "@RUN_DIR@": "$out/run", "@MAX_FDS@": "$max_fds", "@MAX_CONNECTIONS@": "$max_conns",
 }
 for k, v in subs.items():
     s = s.replace(k, v)
-s = s.replace("@CLAUDE_ENV@", open("$out/claude.env").read().rstrip("\n"))
-s = s.replace("@CODEX_ENV@", open("$out/codex.env").read().rstrip("\n"))
-open(sys.argv[2], "w").write(s)
+s = s.replace("@CLAUDE_ENV@", env_lines(os.environ["CCP_CLAUDE_CONF"]))
+s = s.replace("@CODEX_ENV@", env_lines(os.environ["CCP_CODEX_CONF"]))
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.fchmod(fd, 0o600)
+with os.fdopen(fd, "w") as f:
+    f.write(s)
 PY
-rm -f "$out/claude.env" "$out/codex.env"
 
 cat > "$out/lighttpd.conf" <<CONF
 # Generated by scripts/render-lighttpd.sh; edit conf/lighttpd/ instead.
@@ -61,7 +74,7 @@ server.pid-file = "$out/lighttpd.pid"
 server.errorlog = "$out/logs/error.log"
 server.upload-dirs = ( "$out/tmp" )
 server.bind = "127.0.0.1"
-server.port = ${CLAUDE_SERVICE_PORT:-8001}
+server.port = $claude_port
 include "$out/ccproxy.conf"
 CONF
 echo "$out/lighttpd.conf"

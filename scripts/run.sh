@@ -8,19 +8,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CCPROXY_BIN_DIR:-$here/build/bin}
 
-# The responders read .env themselves; this only takes the values nginx's
-# rendering needs (ports, hosts, timeouts), without overriding the environment.
-env_file=${CCPROXY_ENV_FILE:-.env}
-if [ -f "$env_file" ]; then
-    while IFS= read -r line || [ -n "$line" ]; do
-        line=${line#export }
-        [[ $line =~ ^[[:space:]]*([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=[[:space:]]*(.*)$ ]] || continue
-        k=${BASH_REMATCH[1]} v=${BASH_REMATCH[2]}
-        v=${v%%[[:space:]]#*}; v=${v%\"}; v=${v#\"}; v=${v%\'}; v=${v#\'}
-        [ -z "${!k+x}" ] && export "$k=$v"
-    done < "$env_file"
-fi
-
 run=${CCPROXY_RUN_DIR:-$here/build/run}
 mkdir -p "$run"
 # A unix socket path must fit in 108 bytes.
@@ -31,6 +18,18 @@ services=(claude codex)
 for s in "${services[@]}"; do
     "$bin/ccproxy-$s" --check-config > /dev/null || { echo "run: fix the configuration above and try again" >&2; exit 2; }
 done
+# The responders read the environment and .env themselves; the run takes the
+# few values it needs (listen addresses, timeouts, the grace) from what they
+# read, never parsing .env again: --print-config-env gives NAME='value' lines.
+claude_conf=$("$bin/ccproxy-claude" --print-config-env) || exit 2
+codex_conf=$("$bin/ccproxy-codex" --print-config-env) || exit 2
+conf() { # text NAME: NAME's value in a --print-config-env text (eval'd in a subshell)
+    (eval "$1"; eval "printf '%s' \"\${$2-}\"")
+}
+claude_host=$(conf "$claude_conf" CLAUDE_SERVICE_HOST) claude_port=$(conf "$claude_conf" CLAUDE_SERVICE_PORT)
+codex_host=$(conf "$codex_conf" CODEX_SERVICE_HOST) codex_port=$(conf "$codex_conf" CODEX_SERVICE_PORT)
+claude_upstream=$(conf "$claude_conf" ANTHROPIC_BASE_URL) codex_upstream=$(conf "$codex_conf" OPENAI_BASE_URL)
+grace=$(conf "$claude_conf" SHUTDOWN_GRACE)
 
 pids=()
 alive=()
@@ -67,8 +66,7 @@ stop() {
     local all=("${pids[@]}") kids=() p
     for p in "${pids[@]}"; do children_of "$p"; all+=("${kids[@]}"); done
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    local grace=${SHUTDOWN_GRACE:-30} waited=0
-    [[ $grace =~ ^[0-9]+$ ]] || grace=30
+    local waited=0
     still_alive "${all[@]}"
     while [ ${#alive[@]} -gt 0 ] && [ $waited -lt $(( (grace + 10) * 5 )) ]; do
         sleep 0.2; waited=$((waited + 1)); still_alive "${all[@]}"
@@ -113,7 +111,10 @@ parent_stopping() {
 server=${SERVER:-nginx}
 case $server in
 nginx)
-    SERVICES="${services[*]}" "$here/scripts/render-nginx.sh" "$run/nginx" > /dev/null
+    SERVICES="${services[*]}" CLAUDE_SERVICE_HOST=$claude_host CLAUDE_SERVICE_PORT=$claude_port \
+        CODEX_SERVICE_HOST=$codex_host CODEX_SERVICE_PORT=$codex_port \
+        HTTP_TIMEOUT=$(conf "$claude_conf" HTTP_TIMEOUT) MAX_BODY_BYTES=$(conf "$claude_conf" MAX_BODY_BYTES) \
+        "$here/scripts/render-nginx.sh" "$run/nginx" > /dev/null
     for s in "${services[@]}"; do
         sock_var=${s^^}_FCGI_SOCKET
         sock=${!sock_var}
@@ -128,8 +129,7 @@ nginx)
     ;;
 lighttpd)
     # lighttpd spawns the responders itself (mod_fastcgi bin-path), with the
-    # configuration in their bin-environment.
-    [ -f "$env_file" ] && export CCPROXY_ENV_FILE=$(cd "$(dirname "$env_file")" && pwd)/$(basename "$env_file")
+    # configuration (all of it, from --print-config-env) in their bin-environment.
     "$here/scripts/render-lighttpd.sh" "$run/lighttpd" "$bin" > /dev/null
     lighttpd -D -f "$run/lighttpd/lighttpd.conf" &
     pids+=($!)
@@ -138,8 +138,8 @@ lighttpd)
 *) echo "run: SERVER must be nginx or lighttpd, not $server" >&2; exit 2 ;;
 esac
 
-echo "run: claude service (Anthropic Messages API) on http://${CLAUDE_SERVICE_HOST:-127.0.0.1}:${CLAUDE_SERVICE_PORT:-8001}, upstream ${ANTHROPIC_BASE_URL:-https://api.anthropic.com}"
-echo "run: codex service (OpenAI Responses API) on http://${CODEX_SERVICE_HOST:-127.0.0.1}:${CODEX_SERVICE_PORT:-8002}, upstream ${OPENAI_BASE_URL:-https://api.openai.com/v1}"
+echo "run: claude service (Anthropic Messages API) on http://$claude_host:$claude_port, upstream $claude_upstream"
+echo "run: codex service (OpenAI Responses API) on http://$codex_host:$codex_port, upstream $codex_upstream"
 echo "run: $server logs in $logs; Ctrl-C stops"
 # Any child exiting ends the run: a half-started stack is worse than none.
 while :; do

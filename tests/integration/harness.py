@@ -958,6 +958,8 @@ class LighttpdStack(Stack):
             up, oup = self.service.upper(), self.other.upper()
             renv.update({"%s_SERVICE_HOST" % up: "127.0.0.1", "%s_SERVICE_PORT" % up: str(self.port),
                          "%s_SERVICE_HOST" % oup: "127.0.0.1", "%s_SERVICE_PORT" % oup: str(self.other_port)})
+            # the real responders print the configuration (bin-path's wrappers log to a file)
+            renv["CCPROXY_BIN_DIR"] = str(bin_dir())
             r = subprocess.run(["sh", str(RENDER_LIGHTTPD), self.web_dir, self.wrap_dir], env=renv,
                                cwd=str(REPO), capture_output=True, timeout=30)
             if r.returncode != 0:

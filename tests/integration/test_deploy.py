@@ -632,6 +632,51 @@ def test_admin_check_config_refuses_bad_values(s):
               "%s --check-config with two bad values: rc %s, %r", svc, rc, (out + err)[-400:])
 
 
+def test_admin_print_config_env(s):
+    """--print-config-env: every variable as NAME='value' that sh reads back exactly, .env
+    escapes included (the scripts read this instead of parsing .env); a bad value exits 2
+    with the same line as --check-config; render-lighttpd.sh forwards the values as read."""
+    d = tempfile.mkdtemp(prefix="ccp-printenv-", dir=s.tmp)
+    env_file = os.path.join(d, "test.env")
+    with open(env_file, "w") as f:
+        f.write('export SESSION_SECRET="it\'s \\"quoted\\" $HOME `x`"\n'
+                "CODEX_ENV_CWD='/w s'  # a comment\n"
+                "ADAPTERS_FILE=\n"
+                "BASE_PATH=/claude/ # trailing comment\n")
+    want = {"SESSION_SECRET": 'it\'s "quoted" $HOME `x`', "CODEX_ENV_CWD": "/w s", "BASE_PATH": "/claude/",
+            "ADAPTERS_FILE": "", "LOG_LEVEL": "info", "CCPROXY_ENV_FILE": env_file}
+    for svc in ("claude", "codex"):
+        rc, out, err = _admin(svc, ["--print-config-env"], {"CCPROXY_ENV_FILE": env_file})
+        eq(rc, 0, "%s --print-config-env (stderr %s)" % (svc, err[-300:]))
+        check(all(re.match(r"^[A-Z][A-Z0-9_]*='", l) for l in out.splitlines() if not l.startswith(" ")),
+              "%s --print-config-env: a line is not NAME='...': %r", svc, out[:400])
+        got = dict(w.split("=", 1) for w in shlex.split(out))
+        for k, v in want.items():
+            eq(got.get(k), v, "%s --print-config-env %s" % (svc, k))
+        # sh reads it back the same
+        r = subprocess.run(["sh", "-c", 'eval "$1"; printf "%s|%s" "$SESSION_SECRET" "$CODEX_ENV_CWD"', "sh", out],
+                           capture_output=True, timeout=20, env=minimal_env())
+        eq(r.stdout.decode(), want["SESSION_SECRET"] + "|" + want["CODEX_ENV_CWD"], "%s: sh's eval" % svc)
+        rc, out, err = _admin(svc, ["--print-config-env"], {"CCPROXY_ENV_FILE": env_file, "HTTP_TIMEOUT": "abc"})
+        eq(rc, 2, "%s --print-config-env with HTTP_TIMEOUT=abc" % svc)
+        check("HTTP_TIMEOUT=abc is invalid" in err and not out, "%s --print-config-env bad value: %r %r",
+              svc, out[:200], err[-300:])
+    # render-lighttpd.sh forwards them into bin-environment as the responders read them
+    if shutil.which("python3"):
+        e = minimal_env()
+        e.update(CCPROXY_ENV_FILE=env_file, CCPROXY_BIN_DIR=str(bin_dir()))
+        r = subprocess.run(["sh", str(RENDER_LIGHTTPD), os.path.join(d, "lighttpd"), str(bin_dir())], env=e,
+                           cwd=d, capture_output=True, timeout=30)
+        eq(r.returncode, 0, "render-lighttpd.sh (%s)" % r.stderr.decode()[-400:])
+        conf = open(os.path.join(d, "lighttpd", "ccproxy.conf")).read()
+        esc = want["SESSION_SECRET"].replace("\\", "\\\\").replace('"', '\\"')
+        eq(conf.count('"SESSION_SECRET" => "%s"' % esc), 2, "SESSION_SECRET in both bin-environments")
+        check('"CCPROXY_ENV_FILE" => "%s"' % env_file in conf, "CCPROXY_ENV_FILE not forwarded")
+        check('"ADAPTERS_FILE"' not in conf, "an unset variable was forwarded")
+        eq(os.stat(os.path.join(d, "lighttpd", "ccproxy.conf")).st_mode & 0o077, 0,
+           "the rendered ccproxy.conf (it holds secrets) is readable by others")
+
+
 def test_admin_check_config_broken_adapters_file(s):
     d = os.path.join(s.tmp, "admin")
     os.makedirs(d, exist_ok=True)

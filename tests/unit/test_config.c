@@ -1,5 +1,8 @@
 /* config: defaults, every validation error, ACCESS_KEYS, BASE_PATH, CORS,
- * the base URL, the .env file (parser and precedence), and secret masking.
+ * the base URL, the .env file (parser and precedence), secret masking, and
+ * the variable table: README.md's table names the same variables (the path
+ * comes from the Makefile as CCP_README_PATH), --check-config describes each,
+ * --print-config-env prints each and round-trips.
  *
  * The group runs in a fresh empty directory so a stray ./.env cannot leak in;
  * every test starts from an environment with all config variables unset. */
@@ -754,6 +757,299 @@ static void test_describe_unset_secrets_are_null(void **state)
     ccp_buf_free(&err);
 }
 
+/* ---- the table: its names, the README, --print-config-env ---------------------------- */
+
+static const ccp_config_names *const SERVICES[] = {&ccp_dialect_anthropic.config_names,
+                                                   &ccp_dialect_openai.config_names};
+
+static bool is_table_name(const char *name)
+{
+    for (size_t s = 0; s < UNIT_COUNT(SERVICES); s++)
+        for (size_t i = 0; i < ccp_config_var_count(); i++)
+            if (strcmp(ccp_config_var_name(i, SERVICES[s]), name) == 0) return true;
+    return false;
+}
+
+/* The names in backquotes in the first cell of each row of README.md's
+ * Configuration table, one per line into names. */
+static void readme_table_names(ccp_buf *names)
+{
+    FILE *f = fopen(CCP_README_PATH, "r");
+    if (!f) print_error("cannot open %s\n", CCP_README_PATH);
+    assert_non_null(f);
+    char line[4096];
+    bool in_section = false;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "## ", 3) == 0) in_section = strncmp(line, "## Configuration", 16) == 0;
+        if (!in_section || strncmp(line, "| `", 3) != 0) continue;
+        char *end = strchr(line + 1, '|');
+        assert_non_null(end);
+        *end = '\0';
+        for (char *p = line; (p = strchr(p, '`')) != NULL;) {
+            char *q = strchr(p + 1, '`');
+            assert_non_null(q);
+            ccp_buf_append(names, p + 1, (size_t)(q - p - 1));
+            ccp_buf_append_char(names, '\n');
+            p = q + 1;
+        }
+    }
+    fclose(f);
+}
+
+static void test_every_variable_is_in_the_readme_table_and_back(void **state)
+{
+    (void)state;
+    ccp_buf names = {0};
+    readme_table_names(&names);
+    assert_true(names.len > 0);
+    /* README -> table */
+    for (const char *p = ccp_buf_cstr(&names); *p;) {
+        const char *nl = strchr(p, '\n');
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(nl - p), p);
+        if (!is_table_name(name)) print_error("README.md's Configuration table names %s, config.c has no row\n", name);
+        assert_true(is_table_name(name));
+        p = nl + 1;
+    }
+    /* table -> README, under both services' names */
+    for (size_t s = 0; s < UNIT_COUNT(SERVICES); s++)
+        for (size_t i = 0; i < ccp_config_var_count(); i++) {
+            char want[160];
+            snprintf(want, sizeof want, "\n%s\n", ccp_config_var_name(i, SERVICES[s]));
+            ccp_buf all = {0};
+            ccp_buf_append_char(&all, '\n');
+            ccp_buf_append_str(&all, ccp_buf_cstr(&names));
+            if (!strstr(ccp_buf_cstr(&all), want))
+                print_error("%s (config.c) is not in README.md's Configuration table\n", ccp_config_var_name(i, SERVICES[s]));
+            assert_non_null(strstr(ccp_buf_cstr(&all), want));
+            ccp_buf_free(&all);
+            assert_non_null(ccp_config_var_doc(i));
+            assert_true(strlen(ccp_config_var_doc(i)) > 0);
+        }
+    assert_null(ccp_config_var_name(ccp_config_var_count(), SERVICES[0]));
+    ccp_buf_free(&names);
+}
+
+static void test_describe_has_a_member_per_variable(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < UNIT_COUNT(SERVICES); s++) {
+        ccp_config cfg;
+        ccp_buf err = {0};
+        unit_env_clear();
+        assert_int_equal(ccp_config_load(&cfg, SERVICES[s], &err), CCP_OK);
+        ccp_buf out = {0};
+        ccp_buf_append_char(&out, '{');
+        ccp_config_describe(&cfg, SERVICES[s], &out);
+        ccp_buf_append_char(&out, '}');
+        json_object *o = json_tokener_parse(out.data);
+        assert_non_null(o);
+        /* every row (ENVIRONMENT as "environment", as before), and env_file */
+        assert_int_equal(json_object_object_length(o), (int)ccp_config_var_count() + 1);
+        for (size_t i = 1; i < ccp_config_var_count(); i++)
+            assert_true(json_object_object_get_ex(o, ccp_config_var_name(i, SERVICES[s]), NULL));
+        assert_true(json_object_object_get_ex(o, "environment", NULL));
+        assert_true(json_object_object_get_ex(o, "env_file", NULL));
+        json_object_put(o);
+        ccp_buf_free(&out);
+        ccp_config_free(&cfg);
+        ccp_buf_free(&err);
+    }
+}
+
+/* The value of NAME in --print-config-env's text, unquoted (NULL: absent). */
+static char *printed_value(const char *text, const char *name)
+{
+    char start[160];
+    snprintf(start, sizeof start, "\n%s='", name);
+    ccp_buf all = {0};
+    ccp_buf_append_char(&all, '\n');
+    ccp_buf_append_str(&all, text);
+    const char *p = strstr(ccp_buf_cstr(&all), start);
+    if (!p) {
+        ccp_buf_free(&all);
+        return NULL;
+    }
+    p += strlen(start);
+    ccp_buf v = {0};
+    for (;;) {
+        if (*p == '\'' && strncmp(p, "'\\''", 4) == 0) {
+            ccp_buf_append_char(&v, '\'');
+            p += 4;
+        } else if (*p == '\'') {
+            assert_int_equal(p[1], '\n');
+            break;
+        } else {
+            assert_int_not_equal(*p, '\0');
+            ccp_buf_append_char(&v, *p++);
+        }
+    }
+    ccp_buf_free(&all);
+    char *s = ccp_xstrdup(ccp_buf_cstr(&v));
+    ccp_buf_free(&v);
+    return s;
+}
+
+/* The backquoted tokens of a table cell, when the cell is nothing else
+ * (tokens joined by " / "); false for a cell with words such as "(none)". */
+static bool cell_tokens(const char *cell, char tokens[][128], size_t *n)
+{
+    *n = 0;
+    const char *p = cell;
+    while (*p == ' ') p++;
+    while (*p) {
+        if (*p != '`' || *n == 4) return false;
+        const char *q = strchr(p + 1, '`');
+        if (!q) return false;
+        snprintf(tokens[(*n)++], 128, "%.*s", (int)(q - p - 1), p + 1);
+        p = q + 1;
+        while (*p == ' ') p++;
+        if (*p == '/') {
+            p++;
+            while (*p == ' ') p++;
+        }
+    }
+    return *n > 0;
+}
+
+/* A default the README shows as a plain value is the one the table gives. */
+static void test_readme_defaults_are_the_tables(void **state)
+{
+    (void)state;
+    ccp_buf printed[2] = {{0}, {0}};
+    for (size_t s = 0; s < UNIT_COUNT(SERVICES); s++) {
+        ccp_config cfg;
+        ccp_buf err = {0};
+        unit_env_clear();
+        assert_int_equal(ccp_config_load(&cfg, SERVICES[s], &err), CCP_OK);
+        ccp_config_print_env(&cfg, SERVICES[s], &printed[s]);
+        ccp_config_free(&cfg);
+        ccp_buf_free(&err);
+    }
+    FILE *f = fopen(CCP_README_PATH, "r");
+    assert_non_null(f);
+    char line[4096];
+    bool in_section = false;
+    int compared = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "## ", 3) == 0) in_section = strncmp(line, "## Configuration", 16) == 0;
+        if (!in_section || strncmp(line, "| `", 3) != 0) continue;
+        char *c1 = line + 1, *c2 = strchr(c1, '|');
+        assert_non_null(c2);
+        *c2++ = '\0';
+        char *c3 = strchr(c2, '|');
+        assert_non_null(c3);
+        *c3 = '\0';
+        char names[4][128], defaults[4][128];
+        size_t nn, nd;
+        if (!cell_tokens(c1, names, &nn) || !cell_tokens(c2, defaults, &nd) || nn != nd) continue;
+        for (size_t i = 0; i < nn; i++) {
+            if (is_table_name(defaults[i])) continue; /* "defaults to that variable" */
+            char *got = printed_value(ccp_buf_cstr(&printed[0]), names[i]);
+            if (!got) got = printed_value(ccp_buf_cstr(&printed[1]), names[i]);
+            assert_non_null(got);
+            if (strcmp(got, defaults[i]))
+                print_error("README.md gives %s the default %s, config.c %s\n", names[i], defaults[i], got);
+            assert_string_equal(got, defaults[i]);
+            free(got);
+            compared++;
+        }
+    }
+    fclose(f);
+    assert_true(compared >= 10);
+    ccp_buf_free(&printed[0]);
+    ccp_buf_free(&printed[1]);
+}
+
+static void expect_printed(const char *text, const char *name, const char *want)
+{
+    char *got = printed_value(text, name);
+    if (!got || strcmp(got, want)) print_error("%s: printed %s, want %s\n", name, got ? got : "(none)", want);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_print_env_gives_the_given_text_else_the_default(void **state)
+{
+    (void)state;
+    const char *const env[] = {
+        "ANTHROPIC_API_KEY=sk-ant-it's",
+        "ACCESS_KEYS=k1, k2",
+        "BASE_PATH=/claude/",
+        "LOG_LEVEL=warn",
+        "HTTP_TIMEOUT=0.5",
+        "HTTP_MAX_CONNECTIONS=7",
+        NULL,
+    };
+    ccp_config cfg;
+    ccp_buf err = {0};
+    load_expect(&cfg, &err, env, CCP_OK);
+    ccp_buf out = {0};
+    ccp_config_print_env(&cfg, NAMES, &out);
+    const char *t = ccp_buf_cstr(&out);
+    /* one line per variable, and CCPROXY_ENV_FILE */
+    assert_int_equal(line_count(&out), ccp_config_var_count() + 1);
+    for (size_t i = 0; i < ccp_config_var_count(); i++) {
+        char *v = printed_value(t, ccp_config_var_name(i, NAMES));
+        assert_non_null(v);
+        free(v);
+    }
+    /* given: verbatim, secrets included (the scripts forward them) */
+    expect_printed(t, "ANTHROPIC_API_KEY", "sk-ant-it's");
+    assert_non_null(strstr(t, "ANTHROPIC_API_KEY='sk-ant-it'\\''s'\n"));
+    expect_printed(t, "ACCESS_KEYS", "k1, k2");
+    expect_printed(t, "BASE_PATH", "/claude/");
+    expect_printed(t, "LOG_LEVEL", "warn");
+    expect_printed(t, "HTTP_TIMEOUT", "0.5");
+    /* not given: the default, as a value the loader takes */
+    expect_printed(t, "ANTHROPIC_BASE_URL", "https://api.anthropic.com");
+    expect_printed(t, "HTTP_CONNECT_TIMEOUT", "10");
+    expect_printed(t, "HTTP_KEEPALIVE_EXPIRY", "30");
+    expect_printed(t, "CLAUDE_SERVICE_PORT", "8001");
+    expect_printed(t, "MAX_STREAMS", "7");
+    expect_printed(t, "UPSTREAM_AUTH_STYLE", "auto");
+    expect_printed(t, "SESSION_SECRET", "");
+    expect_printed(t, "CODEX_ENV_CWD", "/workspace");
+    expect_printed(t, "CCPROXY_ENV_FILE", "");
+    ccp_buf_free(&out);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
+}
+
+/* Loading what --print-config-env printed gives the same configuration. */
+static void test_print_env_round_trips(void **state)
+{
+    (void)state;
+    const char *const env[] = {"CLAUDE_SERVICE_PORT=9001", "CORS_ALLOW_ORIGINS=https://a.example,*",
+                               "ENVIRONMENT=TEST", "MAX_BODY_BYTES=4096", NULL};
+    ccp_config a, b;
+    ccp_buf err = {0}, first = {0}, second = {0}, desc_a = {0}, desc_b = {0};
+    load_expect(&a, &err, env, CCP_OK);
+    ccp_config_print_env(&a, NAMES, &first);
+    ccp_config_describe(&a, NAMES, &desc_a);
+    unit_env_clear();
+    for (size_t i = 0; i < ccp_config_var_count(); i++) {
+        const char *name = ccp_config_var_name(i, NAMES);
+        char *v = printed_value(ccp_buf_cstr(&first), name);
+        assert_non_null(v);
+        if (*v) assert_int_equal(setenv(name, v, 1), 0);
+        free(v);
+    }
+    assert_int_equal(ccp_config_load(&b, NAMES, &err), CCP_OK);
+    ccp_config_print_env(&b, NAMES, &second);
+    ccp_config_describe(&b, NAMES, &desc_b);
+    assert_string_equal(ccp_buf_cstr(&desc_a), ccp_buf_cstr(&desc_b));
+    assert_string_equal(ccp_buf_cstr(&first), ccp_buf_cstr(&second));
+    ccp_buf_free(&first);
+    ccp_buf_free(&second);
+    ccp_buf_free(&desc_a);
+    ccp_buf_free(&desc_b);
+    ccp_config_free(&a);
+    ccp_config_free(&b);
+    ccp_buf_free(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -786,6 +1082,11 @@ int main(void)
         cmocka_unit_test_setup(test_bad_value_from_env_file_is_reported, test_setup),
         cmocka_unit_test_setup(test_describe_masks_secrets_and_is_json, test_setup),
         cmocka_unit_test_setup(test_describe_unset_secrets_are_null, test_setup),
+        cmocka_unit_test_setup(test_every_variable_is_in_the_readme_table_and_back, test_setup),
+        cmocka_unit_test_setup(test_readme_defaults_are_the_tables, test_setup),
+        cmocka_unit_test_setup(test_describe_has_a_member_per_variable, test_setup),
+        cmocka_unit_test_setup(test_print_env_gives_the_given_text_else_the_default, test_setup),
+        cmocka_unit_test_setup(test_print_env_round_trips, test_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

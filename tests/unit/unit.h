@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #include "../../common/buf.h"
+#include "../../common/config.h"
+#include "../../common/dialect.h"
 #include "../../common/http.h"
 
 #define UNIT_COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -187,16 +189,12 @@ static inline void unit_stderr_end(unit_stderr *c, ccp_buf *out)
 /* Unsets every variable ccp_config_load reads for the Claude service. */
 static inline void unit_env_clear(void)
 {
-    static const char *const vars[] = {
-        "ENVIRONMENT",           "ANTHROPIC_BASE_URL",   "ANTHROPIC_API_KEY",   "ACCESS_KEYS",
-        "UPSTREAM_AUTH_STYLE",   "LOG_LEVEL",            "LOG_FORMAT",          "LOG_BODY_MAX_BYTES",
-        "HTTP_TIMEOUT",          "HTTP_CONNECT_TIMEOUT", "HTTP_MAX_KEEPALIVE",  "HTTP_MAX_CONNECTIONS",
-        "HTTP_KEEPALIVE_EXPIRY", "CLAUDE_SERVICE_HOST",  "CLAUDE_SERVICE_PORT", "MAX_BODY_BYTES",
-        "BASE_PATH",             "CORS_ALLOW_ORIGINS",   "WORKER_THREADS",      "WORKER_STACK_KB",
-        "SHUTDOWN_GRACE",        "ADAPTERS_FILE",        "SESSION_SECRET",      "CCPROXY_ENV_FILE",
-        "CODEX_INSTRUCTIONS_FILE", "CODEX_TOOLS_FILE",   "CODEX_ENV_CWD",       "MAX_STREAMS",
-    };
-    for (size_t i = 0; i < UNIT_COUNT(vars); i++) unsetenv(vars[i]);
+    /* Every variable of config.c's table, under both services' names, so a
+     * variable added there can never leak from one test into the next. */
+    const ccp_config_names *services[] = {&ccp_dialect_anthropic.config_names, &ccp_dialect_openai.config_names};
+    for (size_t s = 0; s < UNIT_COUNT(services); s++)
+        for (size_t i = 0; i < ccp_config_var_count(); i++) unsetenv(ccp_config_var_name(i, services[s]));
+    unsetenv("CCPROXY_ENV_FILE");
 }
 
 /* Builds a header list from "name: value" lines. */
