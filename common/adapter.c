@@ -194,6 +194,55 @@ static bool adapter_string(json_object *j, const char *key, bool required, const
     return true;
 }
 
+/* An adapter's steps, in order; a->step_names_json lists them. Fails (false,
+ * err says which step and why) on anything but a list of known, valid
+ * steps; what was loaded stays in a, freed with it. */
+static bool load_steps(json_object *steps, const ccp_step_env *base_env, ccp_adapter *a, ccp_buf *err)
+{
+    ccp_buf names = {0};
+    ccp_buf_append_char(&names, '[');
+    if (steps && !json_object_is_type(steps, json_type_array)) {
+        ccp_buf_append_str(err, "field \"steps\" must be a list");
+        goto fail;
+    }
+    a->nsteps = steps ? json_object_array_length(steps) : 0;
+    if (a->nsteps) a->steps = ccp_xcalloc(a->nsteps, sizeof *a->steps);
+    ccp_step_env env = *base_env;
+    env.adapter_name = a->name;
+    for (size_t i = 0; i < a->nsteps; i++) {
+        json_object *s = json_object_array_get_idx(steps, i), *sn;
+        if (!json_object_is_type(s, json_type_object) || !json_object_object_get_ex(s, "step", &sn) ||
+            !json_object_is_type(sn, json_type_string)) {
+            ccp_buf_printf(err, "step %zu must be an object with a \"step\" name", i + 1);
+            goto fail;
+        }
+        const char *sname = json_object_get_string(sn);
+        a->steps[i].type = ccp_step_find(sname);
+        if (!a->steps[i].type) {
+            ccp_buf known = {0};
+            ccp_step_names(&known);
+            ccp_buf_printf(err, "step %zu: unknown step \"%s\" (known: %s)", i + 1, sname, known.data);
+            ccp_buf_free(&known);
+            goto fail;
+        }
+        ccp_buf serr = {0};
+        a->steps[i].state = a->steps[i].type->load(s, &env, &serr);
+        bool loaded = a->steps[i].state != NULL;
+        if (!loaded) ccp_buf_printf(err, "step %zu (%s): %s", i + 1, sname, serr.len ? serr.data : "invalid parameters");
+        ccp_buf_free(&serr);
+        if (!loaded) goto fail;
+        a->changes_body |= a->steps[i].type->changes_body;
+        ccp_buf_printf(&names, "%s\"%s\"", i ? "," : "", sname);
+    }
+    ccp_buf_append_char(&names, ']');
+    a->step_names_json = ccp_xstrdup(names.data);
+    ccp_buf_free(&names);
+    return true;
+fail:
+    ccp_buf_free(&names);
+    return false;
+}
+
 static bool load_adapter(json_object *j, const ccp_step_env *base_env, ccp_adapter *a, ccp_buf *err)
 {
     static const char *const keys[] = {"name", "version", "priority", "description", "match", "steps", NULL};
@@ -224,55 +273,9 @@ static bool load_adapter(json_object *j, const ccp_step_env *base_env, ccp_adapt
         a->match_json = ccp_xstrdup(json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN));
     }
 
-    json_object *steps;
-    ccp_buf names = {0};
-    ccp_buf_append_char(&names, '[');
-    if (json_object_object_get_ex(j, "steps", &steps)) {
-        if (!json_object_is_type(steps, json_type_array)) {
-            ccp_buf_append_str(err, "field \"steps\" must be a list");
-            ccp_buf_free(&names);
-            return false;
-        }
-        a->nsteps = json_object_array_length(steps);
-        a->steps = ccp_xcalloc(a->nsteps, sizeof *a->steps);
-        ccp_step_env env = *base_env;
-        env.adapter_name = a->name;
-        for (size_t i = 0; i < a->nsteps; i++) {
-            json_object *s = json_object_array_get_idx(steps, i), *sn;
-            if (!json_object_is_type(s, json_type_object) || !json_object_object_get_ex(s, "step", &sn) ||
-                !json_object_is_type(sn, json_type_string)) {
-                ccp_buf_printf(err, "step %zu must be an object with a \"step\" name", i + 1);
-                ccp_buf_free(&names);
-                return false;
-            }
-            const char *sname = json_object_get_string(sn);
-            a->steps[i].type = ccp_step_find(sname);
-            if (!a->steps[i].type) {
-                ccp_buf_printf(err, "step %zu: unknown step \"%s\" (known: ", i + 1, sname);
-                ccp_buf known = {0};
-                ccp_step_names(&known);
-                ccp_buf_printf(err, "%s)", known.data);
-                ccp_buf_free(&known);
-                ccp_buf_free(&names);
-                return false;
-            }
-            ccp_buf serr = {0};
-            a->steps[i].state = a->steps[i].type->load(s, &env, &serr);
-            if (!a->steps[i].state) {
-                ccp_buf_printf(err, "step %zu (%s): %s", i + 1, sname, serr.len ? serr.data : "invalid parameters");
-                ccp_buf_free(&serr);
-                ccp_buf_free(&names);
-                return false;
-            }
-            ccp_buf_free(&serr);
-            a->changes_body |= a->steps[i].type->changes_body;
-            ccp_buf_printf(&names, "%s\"%s\"", i ? "," : "", sname);
-        }
-    }
-    ccp_buf_append_char(&names, ']');
-    a->step_names_json = ccp_xstrdup(names.data);
-    ccp_buf_free(&names);
-    return true;
+    json_object *steps = NULL;
+    json_object_object_get_ex(j, "steps", &steps);
+    return load_steps(steps, base_env, a, err);
 }
 
 /* The line of a byte offset, for JSON error messages. */

@@ -55,15 +55,6 @@ const ccp_dialect ccp_dialect_anthropic = {
     .name = "anthropic",
     .example_model = "claude-sonnet-4-5",
     .conversation_field = "messages",
-    .config_names =
-        {
-            .base_url_var = "ANTHROPIC_BASE_URL",
-            .base_url_default = "https://api.anthropic.com",
-            .api_key_var = "ANTHROPIC_API_KEY",
-            .host_var = "CLAUDE_SERVICE_HOST",
-            .port_var = "CLAUDE_SERVICE_PORT",
-            .port_default = 8001,
-        },
     .errors =
         {
             [CCP_E_INVALID_REQUEST] = {"invalid_request_error", NULL},

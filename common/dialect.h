@@ -68,7 +68,6 @@ typedef struct ccp_error_names {
 typedef struct ccp_dialect {
     const char *name;
     const char *example_model; /* named in "model required" messages */
-    ccp_config_names config_names;
     ccp_error_names errors[CCP_E_COUNT];
     /* Headers that never come from the client key logic but are defaulted
      * when absent, e.g. anthropic-version. NULL-terminated name/value pairs. */

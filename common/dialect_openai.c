@@ -182,15 +182,6 @@ const ccp_dialect ccp_dialect_openai = {
     .name = "openai",
     .example_model = "gpt-5-codex",
     .conversation_field = "input",
-    .config_names =
-        {
-            .base_url_var = "OPENAI_BASE_URL",
-            .base_url_default = "https://api.openai.com/v1",
-            .api_key_var = "OPENAI_API_KEY",
-            .host_var = "CODEX_SERVICE_HOST",
-            .port_var = "CODEX_SERVICE_PORT",
-            .port_default = 8002,
-        },
     .errors =
         {
             [CCP_E_INVALID_REQUEST] = {"invalid_request_error", NULL},

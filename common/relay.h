@@ -39,6 +39,8 @@ typedef struct ccp_route {
     const char *static_body;
 } ccp_route;
 
+/* A service's whole identity: its names, its API, its routes and its
+ * variables (common/services.c declares both; the binaries only pick one). */
 typedef struct ccp_service {
     const char *name;         /* "claude-service" */
     const char *program;      /* "ccproxy-claude" */
@@ -46,7 +48,11 @@ typedef struct ccp_service {
     const ccp_dialect *dialect;
     const ccp_route *routes;
     size_t route_count;
+    ccp_config_names config_names; /* ANTHROPIC_BASE_URL, CLAUDE_SERVICE_PORT, ... */
 } ccp_service;
+
+extern const ccp_service ccp_service_claude;
+extern const ccp_service ccp_service_codex;
 
 /* What every worker shares (read-only after start-up). */
 typedef struct ccp_runtime {

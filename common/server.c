@@ -402,7 +402,7 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
 
     static ccp_config cfg;
     ccp_buf err = {0};
-    const ccp_config_names *names = &service->dialect->config_names;
+    const ccp_config_names *names = &service->config_names;
     if (ccp_config_load(&cfg, names, &err) != CCP_OK) {
         fprintf(stderr, "%s: configuration error:\n%s", service->program, err.data);
         ccp_buf_free(&err);

@@ -7,6 +7,8 @@
  * names, as ccp_request_init leaves them. */
 #include "unit.h"
 
+#include "../../common/relay.h"
+
 #include <json-c/json.h>
 #include <time.h>
 
@@ -547,7 +549,7 @@ static void test_adapters_file_from_environment(void **state)
     assert_int_equal(setenv("ADAPTERS_FILE", abs_path, 1), 0);
     ccp_config cfg;
     ccp_buf err = {0}, names = {0};
-    assert_int_equal(ccp_config_load(&cfg, &ccp_dialect_anthropic.config_names, &err), CCP_OK);
+    assert_int_equal(ccp_config_load(&cfg, &ccp_service_claude.config_names, &err), CCP_OK);
     assert_string_equal(cfg.adapters_file, abs_path);
     ccp_adapters *a = NULL;
     assert_int_equal(ccp_adapters_load(&a, "claude", &cfg, &err), CCP_OK);
@@ -559,7 +561,7 @@ static void test_adapters_file_from_environment(void **state)
     /* a file that is not there stops the load, naming it */
     assert_int_equal(setenv("ADAPTERS_FILE", "/nonexistent/adapters.json", 1), 0);
     ccp_buf_reset(&err);
-    assert_int_equal(ccp_config_load(&cfg, &ccp_dialect_anthropic.config_names, &err), CCP_OK);
+    assert_int_equal(ccp_config_load(&cfg, &ccp_service_claude.config_names, &err), CCP_OK);
     assert_int_equal(ccp_adapters_load(&a, "claude", &cfg, &err), CCP_ERR);
     assert_null(a);
     assert_non_null(strstr(ccp_buf_cstr(&err), "/nonexistent/adapters.json"));

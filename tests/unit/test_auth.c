@@ -2,6 +2,8 @@
  * built by ccp_config_load from the environment. */
 #include "unit.h"
 
+#include "../../common/relay.h"
+
 #include "../../common/auth.h"
 #include "../../common/config.h"
 #include "../../common/dialect.h"
@@ -25,7 +27,7 @@ static void load_with_access_keys(ccp_config *cfg, const char *keys)
 {
     assert_int_equal(setenv("ACCESS_KEYS", keys, 1), 0);
     ccp_buf err = {0};
-    int rc = ccp_config_load(cfg, &ccp_dialect_anthropic.config_names, &err);
+    int rc = ccp_config_load(cfg, &ccp_service_claude.config_names, &err);
     if (rc != CCP_OK) print_error("%s", ccp_buf_cstr(&err));
     assert_int_equal(rc, CCP_OK);
     ccp_buf_free(&err);
@@ -110,7 +112,7 @@ static void test_no_access_keys_allows_nothing(void **state)
     (void)state;
     ccp_config cfg;
     ccp_buf err = {0};
-    assert_int_equal(ccp_config_load(&cfg, &ccp_dialect_anthropic.config_names, &err), CCP_OK);
+    assert_int_equal(ccp_config_load(&cfg, &ccp_service_claude.config_names, &err), CCP_OK);
     assert_int_equal(cfg.access_count, 0);
     assert_false(ccp_auth_key_allowed(&cfg, "anything"));
     assert_false(ccp_auth_key_allowed(&cfg, ""));

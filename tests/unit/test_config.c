@@ -8,6 +8,8 @@
  * every test starts from an environment with all config variables unset. */
 #include "unit.h"
 
+#include "../../common/relay.h"
+
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -15,7 +17,7 @@
 #include "../../common/config.h"
 #include "../../common/dialect.h"
 
-#define NAMES (&ccp_dialect_anthropic.config_names)
+#define NAMES (&ccp_service_claude.config_names)
 
 static char old_cwd[4096];
 static char tmp_dir[64];
@@ -759,8 +761,8 @@ static void test_describe_unset_secrets_are_null(void **state)
 
 /* ---- the table: its names, the README, --print-config-env ---------------------------- */
 
-static const ccp_config_names *const SERVICES[] = {&ccp_dialect_anthropic.config_names,
-                                                   &ccp_dialect_openai.config_names};
+static const ccp_config_names *const SERVICES[] = {&ccp_service_claude.config_names,
+                                                   &ccp_service_codex.config_names};
 
 static bool is_table_name(const char *name)
 {

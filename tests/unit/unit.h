@@ -28,6 +28,7 @@
 #include "../../common/config.h"
 #include "../../common/dialect.h"
 #include "../../common/http.h"
+#include "../../common/relay.h"
 
 #define UNIT_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -191,7 +192,7 @@ static inline void unit_env_clear(void)
 {
     /* Every variable of config.c's table, under both services' names, so a
      * variable added there can never leak from one test into the next. */
-    const ccp_config_names *services[] = {&ccp_dialect_anthropic.config_names, &ccp_dialect_openai.config_names};
+    const ccp_config_names *services[] = {&ccp_service_claude.config_names, &ccp_service_codex.config_names};
     for (size_t s = 0; s < UNIT_COUNT(services); s++)
         for (size_t i = 0; i < ccp_config_var_count(); i++) unsetenv(ccp_config_var_name(i, services[s]));
     unsetenv("CCPROXY_ENV_FILE");
