@@ -46,8 +46,11 @@ typedef struct ccp_client_key {
 
 /* What the relay remembers of a stream, so that an error event it writes
  * fits the stream it ends (the Responses API numbers its events). */
+/* The largest sequence number taken from upstream (2^53 - 1). */
+#define CCP_SEQ_MAX 9007199254740991LL
+
 typedef struct ccp_stream_state {
-    long long last_seq; /* -1: none seen */
+    long long last_seq; /* -1: none seen; never above CCP_SEQ_MAX */
     char response_id[128];
     char model[128];
 } ccp_stream_state;

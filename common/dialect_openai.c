@@ -1,6 +1,7 @@
 /* The OpenAI Responses API dialect: error shapes, Bearer keys, the /v1
  * joining rule, response.failed as the terminal error event, and turning a
  * forced stream back into one Response object. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,8 +92,15 @@ static bool openai_inspect_event(const ccp_dialect *d, ccp_stream_state *st, con
     /* The sequence number is read without a full parse: this runs per event. */
     const char *sq = strstr(ev->data.data, "\"sequence_number\":");
     const char *name = ev->name.data;
-    /* The replacement of an error event takes its place in the numbering. */
-    if (sq) st->last_seq = strtoll(sq + 18, NULL, 10) - (strcmp(name, "error") == 0);
+    /* The replacement of an error event takes its place in the numbering.
+     * Only a number a client reads exactly counts as the stream's position
+     * (0 to 2^53 - 1, JSON's safe integers): anything else from upstream is
+     * ignored, so the next number (last_seq + 1) can never overflow. */
+    if (sq) {
+        errno = 0;
+        long long n = strtoll(sq + 18, NULL, 10);
+        if (errno == 0 && n >= 0 && n <= CCP_SEQ_MAX) st->last_seq = n - (strcmp(name, "error") == 0);
+    }
     if (strcmp(name, "response.created") == 0 && !st->response_id[0]) {
         json_object *data = parse_data(ev), *resp;
         if (data && json_object_object_get_ex(data, "response", &resp)) {

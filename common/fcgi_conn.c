@@ -111,6 +111,11 @@ bool ccp_fcgi_parse_params(const unsigned char *p, size_t n, char ***out)
                 str[nl] = '=';
                 memcpy(str + nl + 1, p + at + nl, vl);
                 str[nl + 1 + vl] = '\0';
+                /* A C string cannot carry a NUL: it becomes a line feed,
+                 * which the request view refuses like any line break,
+                 * instead of cutting the value short unseen. */
+                for (char *z = str + nl + 1; z < str + nl + 1 + vl; z++)
+                    if (!*z) *z = '\n';
                 str += nl + vl + 2;
             }
             at += nl + vl;

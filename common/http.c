@@ -209,6 +209,10 @@ ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base
     r->content_length = -1;
     const char *method = ccp_http_param(io->envp, "REQUEST_METHOD");
     r->method = ccp_xstrdup(method && *method ? method : "GET");
+    /* Nothing with a line break goes upstream, whatever stands in front:
+     * the web server usually refuses such requests, the responder must not
+     * depend on it. The first offending part is named. */
+    if (!ccp_http_header_value_ok(r->method)) r->bad_part = "the method";
 
     ccp_buf name = {0};
     for (char **e = io->envp; e && *e; e++) {
@@ -217,11 +221,13 @@ ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base
         /* HTTP_PROXY is the httpoxy vector, never a real client header. */
         if (strcmp(name.data, "proxy") == 0) continue;
         if (!ccp_http_header_value_ok(eq + 1) && !r->bad_header) r->bad_header = ccp_xstrdup(name.data);
+        if (!ccp_http_header_value_ok(name.data) && !r->bad_part) r->bad_part = "a header name";
         ccp_headers_add(&r->headers, name.data, eq + 1);
     }
     ccp_buf_free(&name);
     const char *ct = ccp_http_param(io->envp, "CONTENT_TYPE");
     r->content_type = ct ? ccp_xstrdup(ct) : NULL;
+    if (ct && !ccp_http_header_value_ok(ct) && !r->bad_part) r->bad_part = "the content type";
     const char *cl = ccp_http_param(io->envp, "CONTENT_LENGTH");
     if (cl && *cl) {
         if (strspn(cl, "0123456789") != strlen(cl)) return CCP_REQ_BAD;
@@ -253,6 +259,7 @@ ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base
     r->query = ccp_xstrdup(q ? q : "");
     size_t qlen = strcspn(r->query, "#");
     r->query[qlen] = '\0';
+    if (!ccp_http_header_value_ok(r->query) && !r->bad_part) r->bad_part = "the query string";
 
     size_t blen = strlen(base_path);
     if (blen > 0) {
@@ -264,6 +271,7 @@ ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base
         plen -= blen;
     }
     r->path = plen ? ccp_xstrndup(path, plen) : ccp_xstrdup("/");
+    if (!ccp_http_header_value_ok(r->path) && !r->bad_part) r->bad_part = "the path";
     if (r->path[0] != '/') return CCP_REQ_BAD;
     return CCP_REQ_OK;
 }

@@ -98,6 +98,9 @@ typedef struct ccp_request {
     ccp_buf body;
     /* Set when a header value holds CR or LF: the request is refused. */
     const char *bad_header;
+    /* Set when another part that is forwarded (method, path, query, content
+     * type, a header name) holds CR, LF or NUL: "the query string", ... */
+    const char *bad_part;
 } ccp_request;
 
 typedef enum {

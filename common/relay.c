@@ -696,6 +696,9 @@ static bool route_request(exchange *x)
     } else if (!x->route) {
         fail(x, CCP_E_NOT_FOUND, NULL, "no route for %s %s; this service serves /v1/... API paths%s%s",
              x->req.method, x->req.path, *x->rt->cfg->base_path ? " under " : "", x->rt->cfg->base_path);
+    } else if (x->req.bad_part) {
+        fail(x, CCP_E_INVALID_REQUEST, NULL, "%s has a line break (CR or LF) or a NUL byte; nothing was forwarded",
+             x->req.bad_part);
     } else if (x->req.bad_header) {
         fail(x, CCP_E_INVALID_REQUEST, NULL, "header %s has a line break in its value; header values must be one line",
              x->req.bad_header);

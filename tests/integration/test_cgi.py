@@ -220,3 +220,29 @@ def test_cgi_console_log_format(s):
     check(lines, "no console log line")
     check(not any(l.lstrip().startswith("{") for l in lines), "LOG_FORMAT=console still wrote JSON: %r", lines[-1][:200])
     check(CLIENT_KEY not in r.stderr, "key in console log")
+
+
+def test_cgi_line_breaks_in_forwarded_parts_refused(s):
+    """Issue 13's finds: a line feed in the query string reached the upstream URL, and CGI's
+    CONTENT_TYPE the upstream's content-type. Whatever stands in front, each gets a 400 in
+    the client's dialect and nothing is forwarded (Claude and Codex)."""
+    body = message_body()
+    for service, path in (("claude", "/v1/messages"), ("codex", "/v1/responses")):
+        for what, kw, headers in (
+                ("query", {"query": "bet\na=true"}, ()),
+                ("query CR LF", {"query": "a=1\r\nInjected: 1"}, ()),
+                ("content type", {}, (("content-type", "application/json\r\nX-Injected: 1"),))):
+            mid = new_id()
+            h = list(api_headers(mock_id=mid, content_type=not headers)) + list(headers)
+            if service == "codex":
+                h = [(k, v) for k, v in h if k.lower() != "x-api-key"] + [("authorization", "Bearer sk-test")]
+            r = s.cgi("POST", path, h, body, service=service, **kw)
+            eq(r.status, 400, "%s %s: status (stderr: %s)" % (service, what, r.stderr[-300:]))
+            text = r.body.decode("utf-8", "replace")
+            check("line break" in text, "%s %s: the message names the line break: %s", service, what, text)
+            if service == "codex":
+                check(r.json().get("error", {}).get("type") == "invalid_request_error", "%s %s: OpenAI shape: %s",
+                      service, what, text)
+            else:
+                check(r.json().get("type") == "error", "%s %s: Anthropic shape: %s", service, what, text)
+            assert_not_forwarded(s, mid, "%s %s" % (service, what))

@@ -182,6 +182,57 @@ static void test_stream_error_event_exact_bytes(void **state)
     ccp_buf_free(&out);
 }
 
+/* Upstream sequence numbers outside 0..2^53-1 are not taken as the
+ * stream's position (issue 13: n - 1 and last_seq + 1 overflowed at the
+ * ends of the 64-bit range); the replacement of an error event takes its
+ * number, or 0. */
+static void test_responses_sequence_numbers_are_bounded(void **state)
+{
+    (void)state;
+    const ccp_dialect *O = &ccp_dialect_openai;
+    static const struct {
+        const char *name;
+        const char *seq;
+        long long want;
+    } cases[] = {
+        {"response.output_text.delta", "5", 5},
+        {"error", "5", 4},
+        {"error", "0", -1},
+        {"response.output_text.delta", "9007199254740991", CCP_SEQ_MAX},
+        {"response.output_text.delta", "9007199254740992", 7},
+        {"response.output_text.delta", "-9223372036854775808", 7},
+        {"error", "-9223372036854775808", 7},
+        {"response.output_text.delta", "9223372036854775807", 7},
+        {"response.output_text.delta", "99999999999999999999999", 7},
+        {"response.output_text.delta", "-1", 7},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        ccp_stream_state st;
+        memset(&st, 0, sizeof st);
+        st.last_seq = 7;
+        char text[256];
+        snprintf(text, sizeof text, "event: %s\ndata: {\"type\":\"%s\",\"sequence_number\":%s}\n\n", cases[i].name,
+                 cases[i].name, cases[i].seq);
+        ccp_sse_event ev = {0};
+        assert_true(ccp_sse_next_event(text, strlen(text), &ev) > 0);
+        ccp_buf out = {0};
+        O->inspect_event(O, &st, &ev, &out);
+        if (st.last_seq != cases[i].want)
+            print_error("%s %s: last_seq %lld, want %lld\n", cases[i].name, cases[i].seq, st.last_seq, cases[i].want);
+        assert_true(st.last_seq == cases[i].want);
+        ccp_buf_free(&out);
+        ccp_sse_event_free(&ev);
+    }
+    /* At the top of the range the next number is still exact. */
+    ccp_stream_state st;
+    memset(&st, 0, sizeof st);
+    st.last_seq = CCP_SEQ_MAX - 1;
+    ccp_buf out = {0};
+    O->stream_error_event(O, &out, CCP_E_UPSTREAM, "m", &st);
+    assert_non_null(strstr(out.data, "\"sequence_number\":9007199254740991,"));
+    ccp_buf_free(&out);
+}
+
 static void test_error_body_appends(void **state)
 {
     (void)state;
@@ -271,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_error_body_every_kind_parses),
         cmocka_unit_test(test_stream_error_event_exact_bytes),
         cmocka_unit_test(test_error_body_appends),
+        cmocka_unit_test(test_responses_sequence_numbers_are_bounded),
         cmocka_unit_test(test_upstream_url_table),
         cmocka_unit_test(test_passes_header_table),
         cmocka_unit_test(test_default_request_headers_are_pairs),

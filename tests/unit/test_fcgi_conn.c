@@ -203,6 +203,12 @@ static void test_params_malformed_are_refused(void **state)
         if (ok) print_error("%s: accepted\n", cases[i].what);
         assert_false(ok);
     }
+    /* A NUL in a value becomes a line feed, which the request view refuses,
+     * instead of silently cutting the value short. */
+    char **nul = NULL;
+    assert_true(ccp_fcgi_parse_params((const unsigned char *)"\x01\x03" "Aa\0b", 6, &nul));
+    assert_string_equal(nul[0], "A=a\nb");
+    free(nul);
     char **env = NULL;
     assert_true(ccp_fcgi_parse_params(NULL, 0, &env)); /* no parameters at all */
     assert_null(env[0]);

@@ -200,6 +200,46 @@ static void test_crlf_in_header_value_sets_bad_header(void **state)
     ccp_request_free(&r);
 }
 
+/* A line break anywhere that is forwarded is found and named, whatever
+ * stands in front (issue 13: a query string with a line feed reached the
+ * upstream URL, CGI's CONTENT_TYPE the upstream's content-type). */
+static void test_line_break_in_any_forwarded_part_is_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *param;
+        const char *part;
+    } cases[] = {
+        {"REQUEST_URI=/v1/messages?bet\na=true", "the query string"},
+        {"QUERY_STRING=a=1\r\nInjected: 1", "the query string"},
+        {"CONTENT_TYPE=application/json\r\nX-Injected: 1", "the content type"},
+        {"REQUEST_METHOD=PO\nST", "the method"},
+        {"PATH_INFO=/v1/mess\rages", "the path"},
+        {"HTTP_X_A\nB=v", "a header name"},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        char param[128];
+        snprintf(param, sizeof param, "%s", cases[i].param);
+        char *envp[] = {param, "REQUEST_URI_UNUSED=1", NULL};
+        if (strncmp(param, "REQUEST_URI=", 12) != 0) envp[1] = "REQUEST_URI=/v1/messages";
+        ccp_request r;
+        unit_io u;
+        init(&r, &u, envp, "");
+        if (!r.bad_part || strcmp(r.bad_part, cases[i].part) != 0)
+            print_error("%s: got %s\n", cases[i].param, r.bad_part ? r.bad_part : "(none)");
+        assert_non_null(r.bad_part);
+        assert_string_equal(r.bad_part, cases[i].part);
+        ccp_request_free(&r);
+    }
+    char *clean[] = {"REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages?beta=true", "CONTENT_TYPE=application/json",
+                     "HTTP_X_OK=v", NULL};
+    ccp_request r;
+    unit_io u;
+    assert_int_equal(init(&r, &u, clean, ""), CCP_REQ_OK);
+    assert_null(r.bad_part);
+    ccp_request_free(&r);
+}
+
 static void test_http_proxy_header_is_ignored(void **state)
 {
     (void)state;
@@ -855,6 +895,7 @@ int main(void)
         cmocka_unit_test(test_defaults_without_method_or_uri),
         cmocka_unit_test(test_path_table),
         cmocka_unit_test(test_crlf_in_header_value_sets_bad_header),
+        cmocka_unit_test(test_line_break_in_any_forwarded_part_is_named),
         cmocka_unit_test(test_http_proxy_header_is_ignored),
         cmocka_unit_test(test_websocket_handshake_table),
         cmocka_unit_test(test_header_list_has_token),
