@@ -4,6 +4,7 @@
 #   make test       unit + integration suites; ends with "N passed, N failed"
 #   make run        nginx + responders in the foreground, from this checkout
 #   make deps       install missing Debian packages (as root) or name them
+#   make fuzz       the libFuzzer targets (tests/fuzz/), FUZZ_SECONDS each
 #
 # Missing packages are installed by the build itself when run as root.
 
@@ -27,6 +28,11 @@ ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 endif
+# make fuzz: the core built with clang for libFuzzer, ASan and UBSan.
+ifneq ($(FUZZ),)
+CC       := clang
+CFLAGS   += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
 
 COMMON_SRC := $(wildcard common/*.c)
 EMBEDDED   := adapters_json codex_instructions codex_tools
@@ -35,7 +41,7 @@ PROGRAMS   := $(BUILD)/bin/ccproxy-claude $(BUILD)/bin/ccproxy-codex
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps deps-quiet test unit integration run bench e2e install uninstall clean
+.PHONY: all deps deps-quiet test unit integration run bench e2e fuzz install uninstall clean
 # Keep object files make considers intermediate: no rebuild churn.
 .SECONDARY:
 PREFIX    ?= /usr/local
@@ -96,6 +102,27 @@ unit: all $(UNIT_BIN)
 # it (a /bin/sh in between would die of it and leave the stack running).
 run: all
 	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin exec scripts/run.sh
+
+# ---- fuzz -----------------------------------------------------------------------
+# make fuzz FUZZ_SECONDS=N: every tests/fuzz/fuzz_*.c target for N seconds
+# (default 60) on its corpus; a crash stops it with the input saved.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz:
+	@scripts/deps.sh --quiet clang libclang-rt-dev $(DEB_PACKAGES)
+	@$(MAKE) --no-print-directory FUZZ=1 BUILD=build/fuzz $(FUZZ_TARGETS:%=build/fuzz/fuzz/%)
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p tests/fuzz/corpus/$$t build/fuzz/corpus/$$t build/fuzz/crashes; \
+	    echo "fuzz $$t: $(FUZZ_SECONDS) s"; \
+	    build/fuzz/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/crashes/$$t- build/fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+	        2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==.*ERROR|SUMMARY)|cov:" | tail -4 \
+	        || exit 1; \
+	done
+
+build/fuzz/fuzz/%: tests/fuzz/fuzz_%.c build/fuzz/libccproxy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< build/fuzz/libccproxy.a $(LDLIBS)
 
 # Budgets are measured, never asserted by a timed test. The stack beside
 # nginx proxy_pass, one table; e.g. make bench BENCH_ARGS="--streams 1000 --duration 5".
