@@ -7,7 +7,8 @@
  * header, timeout, broken mid-body, client gone, or the loop refusing to
  * start it) and the client's user agent (bits 4..5: Claude Code, Codex CLI,
  * CherryStudio, an SDK); byte 1 is the client write that fails (1-based; 0
- * never), byte 2 the size of the body pieces (0: all at once), bytes 3..4
+ * never), byte 2 the size of the body pieces (0: all at once; larger for
+ * a body over 256 pieces), bytes 3..4
  * the upstream status (100 + n modulo 500). Then the request body up to a
  * NUL, the upstream header block ("name: value" lines) up to a NUL, and the
  * rest is the upstream body, handed to the relay in pieces.
@@ -93,6 +94,9 @@ int ccp_upstream_start(ccp_upstream *u, const ccp_upstream_request *req, const c
         goto done;
     }
     size_t piece = sc.piece ? sc.piece : (sc.body_len ? sc.body_len : 1);
+    /* At most about 256 pieces: small ones where they matter (a short
+     * stream cut anywhere), without a big body taking a call per byte. */
+    if (piece < sc.body_len / 256) piece = sc.body_len / 256 + 1;
     for (size_t at = 0; at < sc.body_len; at += piece) {
         size_t n = sc.body_len - at < piece ? sc.body_len - at : piece;
         stats.bytes_in += n;
