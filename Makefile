@@ -115,7 +115,8 @@ run: all
 
 # ---- fuzz -----------------------------------------------------------------------
 # make fuzz FUZZ_SECONDS=N: every tests/fuzz/fuzz_*.c target for N seconds
-# (default 60) on its corpus; a crash stops it with the input saved. A
+# (default 60) on its corpus; a crash stops it with the input saved (and
+# fails make; the whole log in build/fuzz/<target>.log). A
 # dictionary of protocol tokens, tests/fuzz/<target>.dict, is passed when
 # there is one. FUZZ_TARGETS="sse config" runs only those.
 FUZZ_SECONDS ?= 60
@@ -128,8 +129,10 @@ fuzz:
 	    dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
 	    build/fuzz/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
 	        -artifact_prefix=build/fuzz/crashes/$$t- build/fuzz/corpus/$$t tests/fuzz/corpus/$$t \
-	        2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==.*ERROR|SUMMARY)|cov:" | tail -4 \
-	        || exit 1; \
+	        > build/fuzz/$$t.log 2>&1; rc=$$?; \
+	    grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==.*ERROR|SUMMARY)|cov:" \
+	        build/fuzz/$$t.log | tail -4; \
+	    [ $$rc = 0 ] || { echo "fuzz $$t: failed (exit $$rc), log in build/fuzz/$$t.log"; exit 1; }; \
 	done
 
 build/fuzz/fuzz/%: tests/fuzz/fuzz_%.c build/fuzz/libccproxy.a
