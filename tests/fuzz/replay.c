@@ -69,7 +69,7 @@ static int replay_dir(const char *dir, size_t *count)
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, by_name);
+    if (n) qsort(names, n, sizeof *names, by_name); /* qsort(NULL, 0) is undefined */
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         struct stat st;
