@@ -1,7 +1,7 @@
 # cc-proxy: two FastCGI responders (ccproxy-claude, ccproxy-codex) on a shared core.
 #
 #   make            build into build/ (build/san with SANITIZE=1)
-#   make test       unit + integration suites; ends with "N passed, N failed"
+#   make test       unit suites, fuzz replay, integration; "N passed, N failed"
 #   make run        nginx + responders in the foreground, from this checkout
 #   make deps       install missing Debian packages (as root) or name them
 #   make fuzz       the libFuzzer targets (tests/fuzz/), FUZZ_SECONDS each
@@ -40,6 +40,10 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(EMBEDDED:%=$(BUILD)/gen/%.o)
 PROGRAMS   := $(BUILD)/bin/ccproxy-claude $(BUILD)/bin/ccproxy-codex
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# The fuzz targets built with the normal compiler and tests/fuzz/replay.c:
+# make test runs each over its corpus and regression inputs, no libFuzzer.
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BIN := $(FUZZ_TARGETS:%=$(BUILD)/fuzz-replay/%)
 
 .PHONY: all deps deps-quiet test unit integration run bench e2e fuzz install uninstall clean
 # Keep object files make considers intermediate: no rebuild churn.
@@ -89,13 +93,19 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libccproxy.a | deps-
 	$(CC) $(CFLAGS) $(CMOCKA_CFLAGS) -DCCP_README_PATH='"$(abspath README.md)"' $(LDFLAGS) -o $@ $< \
 	    $(BUILD)/libccproxy.a $(LDLIBS) $(CMOCKA_LIBS)
 
+$(BUILD)/fuzz-replay/%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libccproxy.a | deps-quiet
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libccproxy.a $(LDLIBS)
+
 # ---- test ---------------------------------------------------------------------
-test: all $(UNIT_BIN)
+test: all $(UNIT_BIN) $(REPLAY_BIN)
 	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin CCPROXY_UNIT_DIR=$(abspath $(BUILD))/tests \
+	    CCPROXY_REPLAY_DIR=$(abspath $(BUILD))/fuzz-replay \
 	    SANITIZE=$(SANITIZE) scripts/run-tests.sh $(TESTS)
 
-unit: all $(UNIT_BIN)
-	@CCPROXY_UNIT_DIR=$(abspath $(BUILD))/tests scripts/run-tests.sh --unit-only
+unit: all $(UNIT_BIN) $(REPLAY_BIN)
+	@CCPROXY_UNIT_DIR=$(abspath $(BUILD))/tests CCPROXY_REPLAY_DIR=$(abspath $(BUILD))/fuzz-replay \
+	    scripts/run-tests.sh --unit-only
 
 # ---- run ------------------------------------------------------------------------
 # exec: make's child is run.sh itself, so the SIGTERM make passes on reaches
@@ -105,19 +115,24 @@ run: all
 
 # ---- fuzz -----------------------------------------------------------------------
 # make fuzz FUZZ_SECONDS=N: every tests/fuzz/fuzz_*.c target for N seconds
-# (default 60) on its corpus; a crash stops it with the input saved.
+# (default 60) on its corpus; a crash stops it with the input saved (and
+# fails make; the whole log in build/fuzz/<target>.log). A
+# dictionary of protocol tokens, tests/fuzz/<target>.dict, is passed when
+# there is one. FUZZ_TARGETS="sse config" runs only those.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz:
 	@scripts/deps.sh --quiet clang libclang-rt-dev $(DEB_PACKAGES)
 	@$(MAKE) --no-print-directory FUZZ=1 BUILD=build/fuzz $(FUZZ_TARGETS:%=build/fuzz/fuzz/%)
 	@for t in $(FUZZ_TARGETS); do \
 	    mkdir -p tests/fuzz/corpus/$$t build/fuzz/corpus/$$t build/fuzz/crashes; \
 	    echo "fuzz $$t: $(FUZZ_SECONDS) s"; \
-	    build/fuzz/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	    build/fuzz/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
 	        -artifact_prefix=build/fuzz/crashes/$$t- build/fuzz/corpus/$$t tests/fuzz/corpus/$$t \
-	        2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==.*ERROR|SUMMARY)|cov:" | tail -4 \
-	        || exit 1; \
+	        > build/fuzz/$$t.log 2>&1; rc=$$?; \
+	    grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==.*ERROR|SUMMARY)|cov:" \
+	        build/fuzz/$$t.log | tail -4; \
+	    [ $$rc = 0 ] || { echo "fuzz $$t: failed (exit $$rc), log in build/fuzz/$$t.log"; exit 1; }; \
 	done
 
 build/fuzz/fuzz/%: tests/fuzz/fuzz_%.c build/fuzz/libccproxy.a

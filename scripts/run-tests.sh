@@ -5,6 +5,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 unit_dir=${CCPROXY_UNIT_DIR:-$here/build/tests}
+replay_dir=${CCPROXY_REPLAY_DIR:-$here/build/fuzz-replay}
 passed=0 failed=0 unit_only=0
 [ "${1:-}" = "--unit-only" ] && { unit_only=1; shift; }
 log_dir=$(mktemp -d /tmp/ccproxy-tests.XXXXXX)
@@ -27,6 +28,22 @@ for t in "$unit_dir"/test_*; do
     if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$out"; then f=$((f + 1)); fi
     passed=$((passed + p)) failed=$((failed + f))
     if [ "$f" != 0 ]; then echo "unit $name: $p passed, $f failed"; cat "$out"; else echo "unit $name: $p passed"; fi
+done
+
+# ---- fuzz replay: each target over its corpus and regression inputs, once
+# (no libFuzzer); one test per target. ----
+for t in "$replay_dir"/*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    out="$log_dir/replay-$name.log"
+    "$t" "$here/tests/fuzz/corpus/$name" "$here/tests/fuzz/regressions/$name" > "$out" 2>&1
+    rc=$?
+    n=$(sed -n 's/^replay [^:]*: \([0-9]*\) inputs$/\1/p' "$out" | tail -1)
+    if [ $rc -ne 0 ] || [ -z "$n" ] || grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$out"; then
+        failed=$((failed + 1)); echo "fuzz replay $name: failed"; cat "$out"
+    else
+        passed=$((passed + 1)); echo "fuzz replay $name: $n inputs"
+    fi
 done
 
 # ---- integration: the real stack (mock upstream, nginx, spawn-fcgi, CGI) ----
