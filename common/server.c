@@ -285,8 +285,9 @@ static bool start_worker(worker *w, const ccp_runtime *rt, size_t stack)
     return rc == 0;
 }
 
-/* Returns the exit status; *cut_off counts requests still running at exit. */
-static int serve_fastcgi(ccp_runtime *rt, int *cut_off)
+/* Returns the exit status. Every loop thread is joined before it returns
+ * (those cut off at the end of SHUTDOWN_GRACE too), so nothing runs on. */
+static int serve_fastcgi(ccp_runtime *rt)
 {
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -352,7 +353,6 @@ static int serve_fastcgi(ccp_runtime *rt, int *cut_off)
         ccp_loop_free(pool.workers[i].loop);
     }
     free(pool.workers);
-    *cut_off = 0;
     return 0;
 }
 
@@ -447,13 +447,8 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
     }
     ccp_buf_free(&desc);
 
-    /* Static: workers cut off at the end of SHUTDOWN_GRACE still point here
-     * while the process exits. */
-    static ccp_runtime rt;
-    rt = (ccp_runtime){.service = service, .cfg = &cfg, .adapters = adapters};
-    int cut_off = 0;
-    int status = cgi ? serve_cgi(&rt) : serve_fastcgi(&rt, &cut_off);
-    if (cut_off > 0) return status; /* do not free what running threads use */
+    ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = adapters};
+    int status = cgi ? serve_cgi(&rt) : serve_fastcgi(&rt);
     ccp_upstream_global_cleanup();
     ccp_adapters_free(adapters);
     ccp_config_free(&cfg);

@@ -18,36 +18,20 @@
 #include "../../common/adapter.h"
 #include "../../common/buf.h"
 #include "../../common/config.h"
+#include "fuzz_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char tmp_path[64];
-
-static void remove_tmp(void)
-{
-    if (tmp_path[0]) unlink(tmp_path);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!tmp_path[0]) {
-        snprintf(tmp_path, sizeof tmp_path, "/tmp/ccp-fuzz-adapters-XXXXXX");
-        int fd = mkstemp(tmp_path);
-        if (fd < 0) abort();
-        close(fd);
-        atexit(remove_tmp);
-    }
-    FILE *fp = fopen(tmp_path, "wb");
-    if (!fp) abort();
-    if (size && fwrite(data, 1, size, fp) != size) abort();
-    fclose(fp);
+    const char *tmp_path = fuzz_file_write("adapters", data, size);
 
     static const char *const services[] = {"claude", "codex"};
     for (size_t s = 0; s < 2; s++) {
         ccp_config cfg;
         memset(&cfg, 0, sizeof cfg);
         cfg.codex_env_cwd = "/workspace"; /* ccp_config_load's default */
-        cfg.adapters_file = tmp_path;
+        cfg.adapters_file = (char *)tmp_path;
         ccp_adapters *a = NULL;
         ccp_buf err = {0};
         int rc = ccp_adapters_load(&a, services[s], &cfg, &err);

@@ -16,6 +16,7 @@
 
 #include "../../common/buf.h"
 #include "../../common/config.h"
+#include "fuzz_file.h"
 #include "../../common/relay.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -36,13 +37,6 @@ static void env_clear(void)
     unsetenv("CCPROXY_ENV_FILE");
 }
 
-static char tmp_path[64];
-
-static void remove_tmp(void)
-{
-    if (tmp_path[0]) unlink(tmp_path);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* The parser alone. */
@@ -55,17 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ccp_buf_free(&err);
 
     /* The loader, from one temp file reused across runs. */
-    if (!tmp_path[0]) {
-        snprintf(tmp_path, sizeof tmp_path, "/tmp/ccp-fuzz-env-XXXXXX");
-        int fd = mkstemp(tmp_path);
-        if (fd < 0) abort();
-        close(fd);
-        atexit(remove_tmp);
-    }
-    FILE *fp = fopen(tmp_path, "wb");
-    if (!fp) abort();
-    if (size && fwrite(data, 1, size, fp) != size) abort();
-    fclose(fp);
+    const char *tmp_path = fuzz_file_write("env", data, size);
     env_clear();
     if (setenv("CCPROXY_ENV_FILE", tmp_path, 1) != 0) abort();
 
