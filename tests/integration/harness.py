@@ -101,6 +101,8 @@ STACKS = {
     "small": dict(env={"MAX_BODY_BYTES": "4096", "WORKER_THREADS": "2"}),
     # upstream idle timeout of 1 s
     "timeout": dict(env={"HTTP_TIMEOUT": "1"}),
+    # an idle timeout that a big transfer through a loaded machine does not reach by itself
+    "timeout5": dict(env={"HTTP_TIMEOUT": "5"}),
     # upstream is a closed port
     "down": dict(upstream="closed", env={"HTTP_CONNECT_TIMEOUT": "3"}),
     # the responder gets killed by its test (nginx's own 502)
@@ -125,6 +127,7 @@ STACKS = {
                                                       ACCESS_KEYS="%s,sha256:%s" % (ACCESS_PLAIN, sha256_hex(ACCESS_HASHED)))),
     "codex_small": dict(service="codex", env=dict(CODEX_ENV, MAX_BODY_BYTES="4096", WORKER_THREADS="2")),
     "codex_timeout": dict(service="codex", env=dict(CODEX_ENV, HTTP_TIMEOUT="1")),
+    "codex_timeout5": dict(service="codex", env=dict(CODEX_ENV, HTTP_TIMEOUT="5")),
     "codex_down": dict(service="codex", upstream="closed", env=dict(CODEX_ENV, HTTP_CONNECT_TIMEOUT="3")),
     "codex_killable": dict(service="codex", env=dict(CODEX_ENV)),
     "codex_ceiling": dict(service="codex", env=dict(CODEX_ENV, WORKER_THREADS="4", MAX_STREAMS="5")),
