@@ -651,7 +651,7 @@ class Stack:
                 "%s_SERVICE_PORT" % oup: str(free_port()),
                 "%s_FCGI_SOCKET" % oup: os.path.join(self.dir, "%s.sock" % other),
             })
-            for k in ("MAX_BODY_BYTES", "BASE_PATH"):
+            for k in ("MAX_BODY_BYTES", "BASE_PATH", "UPSTREAM_MAX_ATTEMPTS"):
                 if k in self.env:
                     renv[k] = self.env[k]
             r = subprocess.run(["bash", str(RENDER), self.nginx_dir], env=renv, cwd=str(REPO),
