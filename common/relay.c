@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "attempt.h"
 #include "auth.h"
 #include "clock.h"
 #include "json_text.h"
@@ -23,18 +24,6 @@ typedef enum {
     ANSWER_PASS,      /* a non-stream body too big to hold: as it arrives */
     ANSWER_RETRY,     /* a failed attempt (5xx, 429) another upstream retries: dropped */
 } answer_mode;
-
-/* How an attempt failed before the client saw a byte (the log's
- * "failover" and the pool's cool-down name them). */
-typedef enum {
-    ATTEMPT_OK,
-    ATTEMPT_UNREACHABLE, /* connect, DNS, TLS, or closed without a response */
-    ATTEMPT_TIMEOUT,     /* silent past HTTP_TIMEOUT before the answer began */
-    ATTEMPT_BROKEN,      /* failed mid-answer, before anything went to the client */
-    ATTEMPT_STATUS_5XX,  /* 500-599 (529 overloaded among them) */
-    ATTEMPT_STATUS_429,
-    ATTEMPT_ERROR_EVENT, /* a 200 stream whose first event is an error */
-} attempt_failure;
 
 /* The request as it goes upstream, kept for every attempt: the headers
  * before the upstream's key and extra headers, and the body. */
@@ -133,7 +122,6 @@ static int emit_to_client(void *ctx, const char *p, size_t n)
 }
 
 static bool may_retry(const exchange *x);
-static bool is_error_event(const ccp_sse_event *ev);
 
 static int emit_to_aggregate(void *ctx, const char *p, size_t n)
 {
@@ -142,8 +130,8 @@ static int emit_to_aggregate(void *ctx, const char *p, size_t n)
     while (at < n && (used = ccp_sse_next_event(p + at, n - at, &x->event)) > 0) {
         /* Nothing went to the client yet: a stream that opens with an error
          * is another upstream's turn (see peek_first_event). */
-        if ((x->event.has_data || x->event.name.len) && x->events_seen++ == 0 && is_error_event(&x->event) &&
-            may_retry(x)) {
+        bool first = (x->event.has_data || x->event.name.len) && x->events_seen++ == 0;
+        if (first && ccp_attempt_is_error_event(&x->event) && may_retry(x)) {
             x->abandoned = true;
             return -1;
         }
@@ -362,7 +350,7 @@ static bool dropped_request_header(const char *name)
 }
 
 /* The headers every attempt starts from. The key header placed here is the
- * client's; each attempt puts its upstream's in its place (put_upstream_key),
+ * client's; each attempt puts its upstream's in its place (ccp_attempt_headers),
  * unless a step changed it. */
 static void build_upstream_headers(exchange *x, ccp_headers *out, bool has_body)
 {
@@ -388,32 +376,6 @@ static void build_upstream_headers(exchange *x, ccp_headers *out, bool has_body)
         if (!ccp_headers_get(out, p[0])) ccp_headers_add(out, p[0], p[1]);
 }
 
-/* An attempt's headers: the call's, with u's key (or the client's in u's
- * auth style) where the client's was, and u's extra headers. */
-static void put_upstream_key(exchange *x, const ccp_pool_upstream *u)
-{
-    ccp_headers *out = &x->attempt_headers;
-    ccp_buf name = {0}, value = {0};
-    const char *key = u->api_key ? u->api_key : x->key.value;
-    ccp_key_source came_as = u->api_key ? CCP_KEY_NONE : x->key.source;
-    ccp_dialect_auth_header(x->d, u->auth_style, came_as, key, &name, &value);
-    ccp_headers_free(out);
-    bool placed = false;
-    for (size_t i = 0; i < x->call.headers.count; i++) {
-        const ccp_header *h = &x->call.headers.items[i];
-        if (!placed && strcasecmp(h->name, ccp_buf_cstr(&x->call.auth_name)) == 0 &&
-            strcmp(h->value, ccp_buf_cstr(&x->call.auth_value)) == 0) {
-            ccp_headers_add(out, name.data, value.data);
-            placed = true;
-        } else {
-            ccp_headers_add(out, h->name, h->value);
-        }
-    }
-    for (size_t i = 0; i < u->headers.count; i++) ccp_headers_set(out, u->headers.items[i].name, u->headers.items[i].value);
-    ccp_buf_free(&name);
-    ccp_buf_free(&value);
-}
-
 /* ---- the upstream sink ------------------------------------------------ */
 
 /* A non-stream answer (anything but SSE) is held until the upstream has sent
@@ -436,67 +398,20 @@ static int release_held(exchange *x)
 
 /* ---- attempts: failover before the first byte ------------------------- */
 
-static bool retryable_status(int status)
-{
-    return status >= 500 || status == 429; /* 529 (overloaded) among the 5xx */
-}
-
 /* Another attempt may start: one is left, within the overall deadline. */
 static bool may_retry(const exchange *x)
 {
     return x->attempts < x->order_n && ccp_now_ms() < x->deadline_ms;
 }
 
-/* What the upstream asked for: retry-after-ms, else retry-after in seconds
- * (an HTTP date is not honoured: the backoff applies). */
-static long long retry_after_of(const ccp_headers *h)
-{
-    const char *v;
-    char *end;
-    if ((v = ccp_headers_get(h, "retry-after-ms"))) {
-        double ms = strtod(v, &end);
-        if (end != v && !*end && ms >= 0 && ms < 1e12) return (long long)ms;
-    }
-    if ((v = ccp_headers_get(h, "retry-after"))) {
-        double sec = strtod(v, &end);
-        if (end != v && !*end && sec >= 0 && sec < 1e9) return (long long)(sec * 1000);
-    }
-    return -1;
-}
-
-/* Both dialects' error events: Anthropic's "error", the Responses API's
- * "error" and "response.failed" (by name, or by the data's type). */
-static bool is_error_event(const ccp_sse_event *ev)
-{
-    const char *name = ccp_buf_cstr(&ev->name);
-    if (strcmp(name, "error") == 0 || strcmp(name, "response.failed") == 0) return true;
-    if (!ev->has_data || strcmp(name, "message") != 0) return false;
-    json_object *j = NULL, *t;
-    bool err = false;
-    if (ccp_json_parse(ev->data.data, ev->data.len, &j, NULL, NULL) == CCP_JSON_OK &&
-        json_object_is_type(j, json_type_object) && json_object_object_get_ex(j, "type", &t) &&
-        json_object_is_type(t, json_type_string))
-        err = strcmp(json_object_get_string(t), "error") == 0 ||
-              strcmp(json_object_get_string(t), "response.failed") == 0;
-    json_object_put(j);
-    return err;
-}
-
-static const char *attempt_failure_name(attempt_failure k)
-{
-    static const char *const names[] = {"ok", "unreachable", "timeout", "broken",
-                                        "status_5xx", "status_429", "error_event"};
-    return names[k];
-}
-
 /* Every failed attempt passes here once: the log's "failover" and the
  * upstream's cool-down. */
-static void note_attempt_failure(exchange *x, const char *upstream_name, attempt_failure kind)
+static void note_attempt_failure(exchange *x, const char *upstream_name, ccp_attempt_failure kind)
 {
-    bool by_status = kind == ATTEMPT_STATUS_5XX || kind == ATTEMPT_STATUS_429;
+    bool by_status = kind == CCP_ATTEMPT_STATUS_5XX || kind == CCP_ATTEMPT_STATUS_429;
     if (x->failover.len) ccp_buf_append_str(&x->failover, ", ");
     if (by_status) ccp_buf_printf(&x->failover, "%s: %d", upstream_name, x->held_status);
-    else ccp_buf_printf(&x->failover, "%s: %s", upstream_name, attempt_failure_name(kind));
+    else ccp_buf_printf(&x->failover, "%s: %s", upstream_name, ccp_attempt_failure_name(kind));
     ccp_pool_failed(x->rt->pool, x->current, by_status ? x->retry_after_ms : -1, ccp_now_ms());
 }
 
@@ -526,9 +441,13 @@ static int peek_first_event(exchange *x, const char *p, size_t n)
     while ((used = ccp_sse_next_event(x->peek.data + at, x->peek.len - at, &x->event)) > 0) {
         at += used;
         if (!x->event.has_data && !x->event.name.len) continue; /* a comment: keep looking */
-        if (is_error_event(&x->event) && may_retry(x)) {
-            x->abandoned = true;
-            return -1; /* ends this attempt; on_upstream_done starts the next */
+        if (ccp_attempt_is_error_event(&x->event)) {
+            if (may_retry(x)) {
+                x->abandoned = true;
+                return -1; /* ends this attempt; on_upstream_done starts the next */
+            }
+            /* The last attempt: the client gets the error, the upstream cools down. */
+            note_attempt_failure(x, x->upstream_name, CCP_ATTEMPT_ERROR_EVENT);
         }
         return commit_stream(x);
     }
@@ -538,9 +457,9 @@ static int peek_first_event(exchange *x, const char *p, size_t n)
 static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
 {
     exchange *x = ctx;
-    x->retry_after_ms = retry_after_of(up);
+    x->retry_after_ms = ccp_attempt_retry_after(up);
     x->held_status = status;
-    if (retryable_status(status) && may_retry(x)) {
+    if (ccp_attempt_retryable_status(status) && may_retry(x)) {
         x->mode = ANSWER_RETRY;
         return 0;
     }
@@ -646,19 +565,19 @@ static bool start_attempt(exchange *x);
 
 /* How the running attempt failed, if it did before the client saw a byte;
  * after that, failures end the stream as they always did. */
-static attempt_failure attempt_outcome(const exchange *x, ccp_upstream_result r)
+static ccp_attempt_failure attempt_outcome(const exchange *x, ccp_upstream_result r)
 {
-    if (r == CCP_UP_CLIENT_GONE) return x->abandoned ? ATTEMPT_ERROR_EVENT : ATTEMPT_OK;
-    if (x->res.headers_sent) return ATTEMPT_OK;
+    if (r == CCP_UP_CLIENT_GONE) return x->abandoned ? CCP_ATTEMPT_ERROR_EVENT : CCP_ATTEMPT_OK;
+    if (x->res.headers_sent) return CCP_ATTEMPT_OK;
     switch (r) {
-    case CCP_UP_UNREACHABLE: return ATTEMPT_UNREACHABLE;
-    case CCP_UP_TIMEOUT: return ATTEMPT_TIMEOUT;
-    case CCP_UP_BROKEN: return ATTEMPT_BROKEN;
+    case CCP_UP_UNREACHABLE: return CCP_ATTEMPT_UNREACHABLE;
+    case CCP_UP_TIMEOUT: return CCP_ATTEMPT_TIMEOUT;
+    case CCP_UP_BROKEN: return CCP_ATTEMPT_BROKEN;
     default: break;
     }
-    if ((x->mode == ANSWER_RETRY || x->mode == ANSWER_HOLD) && retryable_status(x->held_status))
-        return x->held_status == 429 ? ATTEMPT_STATUS_429 : ATTEMPT_STATUS_5XX;
-    return ATTEMPT_OK;
+    if ((x->mode == ANSWER_RETRY || x->mode == ANSWER_HOLD) && ccp_attempt_retryable_status(x->held_status))
+        return x->held_status == 429 ? CCP_ATTEMPT_STATUS_429 : CCP_ATTEMPT_STATUS_5XX;
+    return CCP_ATTEMPT_OK;
 }
 
 /* Forgets the failed attempt's answer; the exchange is as before its start. */
@@ -686,8 +605,8 @@ static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstrea
 {
     exchange *x = ctx;
     x->stats = *stats;
-    attempt_failure failed = attempt_outcome(x, r);
-    if (failed != ATTEMPT_OK) {
+    ccp_attempt_failure failed = attempt_outcome(x, r);
+    if (failed != CCP_ATTEMPT_OK) {
         note_attempt_failure(x, x->upstream_name, failed);
         /* A dropped answer or an abandoned stream was decided on with an
          * attempt left: it must be retried, whatever the clock says now. */
@@ -852,22 +771,17 @@ static bool start_attempt(exchange *x)
     x->current = x->order[x->attempts++];
     const ccp_pool_upstream *u = ccp_pool_at(x->rt->pool, x->current);
     x->upstream_name = u->name;
-    put_upstream_key(x, u);
+    ccp_attempt_headers(&x->attempt_headers, &x->call.headers, ccp_buf_cstr(&x->call.auth_name),
+                        ccp_buf_cstr(&x->call.auth_value), x->d, u, &x->key);
     ccp_buf_reset(&x->attempt_url);
     x->d->upstream_url(&x->attempt_url, u->base_url, x->req.path, x->req.query);
     const char *body = x->call.body, *model;
     size_t body_len = x->call.body_len;
     ccp_pool_takes(u, x->model, &model);
     if (model && x->body && strcmp(model, x->model) != 0) {
-        json_object_object_add(x->body, "model", json_object_new_string(model));
-        size_t n;
-        const char *text =
-            json_object_to_json_string_length(x->body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-        ccp_buf_reset(&x->attempt_body);
-        ccp_buf_append(&x->attempt_body, text, n);
+        ccp_attempt_body(&x->attempt_body, x->body, x->model, model);
         body = x->attempt_body.data;
-        body_len = n;
-        json_object_object_add(x->body, "model", json_object_new_string(x->model));
+        body_len = x->attempt_body.len;
     }
     ccp_upstream_request ureq = {
         .method = x->req.method,
