@@ -72,7 +72,8 @@ void ccp_attempt_headers(ccp_headers *out, const ccp_headers *base, const char *
             ccp_headers_add(out, h->name, h->value);
         }
     }
-    for (size_t i = 0; i < u->headers.count; i++) ccp_headers_set(out, u->headers.items[i].name, u->headers.items[i].value);
+    for (size_t i = 0; i < u->headers.count; i++)
+        ccp_headers_set(out, u->headers.items[i].name, u->headers.items[i].value);
     ccp_buf_free(&name);
     ccp_buf_free(&value);
 }

@@ -758,7 +758,8 @@ static bool choose_upstreams(exchange *x, const char *session_id)
     /* Each attempt may be silent for HTTP_TIMEOUT: the budget of all. */
     x->deadline_ms = ccp_now_ms() + (long long)(max ? max : 1) * x->rt->cfg->http_timeout_ms;
     if (x->order_n) return true;
-    fail(x, CCP_E_NOT_FOUND, NULL, "model %s is not offered here: no upstream of this service takes it (see GET /upstreams)",
+    fail(x, CCP_E_NOT_FOUND, NULL,
+         "model %s is not offered here: no upstream of this service takes it (see GET /upstreams)",
          x->model ? x->model : "(none)");
     return false;
 }
