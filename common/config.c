@@ -135,7 +135,7 @@ static void bad(source *src, const char *name, const char *value, const char *al
     src->errors++;
 }
 
-static bool valid_base_url(const char *u)
+bool ccp_config_base_url_ok(const char *u)
 {
     if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) return false;
     for (const char *c = u; *c; c++)
@@ -303,6 +303,10 @@ static const ccp_config_var vars[] = {
     {"SHUTDOWN_GRACE", INT(shutdown_grace_s, FIELD_INT, 30, 0, 86400),
      .doc = "seconds SIGTERM waits for running streams"},
     {"ADAPTERS_FILE", .kind = KIND_STRING, .field = F(adapters_file), .doc = "the client adapter table"},
+    {"UPSTREAMS_FILE", .kind = KIND_STRING, .field = F(upstreams_file),
+     .doc = "the upstream pool: several upstreams per service"},
+    {"UPSTREAM_MAX_ATTEMPTS", INT(upstream_max_attempts, FIELD_INT, 0, 0, 16),
+     .doc = "upstreams a request tries; 0: the pool size, at most 3"},
     {"SESSION_SECRET", .kind = KIND_STRING, .field = F(session_secret), .secret = true,
      .doc = "mixed into derived session ids"},
     {"CODEX_INSTRUCTIONS_FILE", .kind = KIND_STRING, .field = F(codex_instructions_file),
@@ -395,7 +399,7 @@ static void load_url(source *src, ccp_config *cfg, const ccp_config_var *v, cons
 {
     const char *def = v->text_default ? v->text_default : names->base_url_default;
     const char *base = text ? text : def;
-    if (!valid_base_url(base)) {
+    if (!ccp_config_base_url_ok(base)) {
         bad(src, name, base, "expected an http:// or https:// URL with a host, no query");
         base = def;
     }

@@ -69,6 +69,8 @@ typedef struct ccp_config {
     int shutdown_grace_s;
 
     char *adapters_file;  /* NULL: the built-in table */
+    char *upstreams_file; /* NULL: the base URL and server key are the pool */
+    int upstream_max_attempts; /* 0: the pool size, at most 3 */
     char *codex_instructions_file; /* NULL: the built-in conf/codex_instructions.md */
     char *codex_tools_file;        /* NULL: the built-in conf/codex_tools.json */
     char *codex_env_cwd;           /* directory named in the env_context message */
@@ -102,6 +104,10 @@ void ccp_config_print_env(const ccp_config *cfg, const ccp_config_names *names, 
 size_t ccp_config_var_count(void);
 const char *ccp_config_var_name(size_t i, const ccp_config_names *names);
 const char *ccp_config_var_doc(size_t i);
+
+/* An http:// or https:// URL with a host and no query or fragment: what a
+ * base URL variable, or an upstream's base_url, may be. */
+bool ccp_config_base_url_ok(const char *url);
 
 /* Parses a .env text into the given callback; exposed for tests.
  * Lines: KEY=VALUE, optional "export ", '#' comments, single or double quotes. */

@@ -162,6 +162,9 @@ void ccp_log_request(const ccp_request_log *r)
     if (r->ttfb_ms >= 0) field_raw(&b, "upstream_ttfb_ms", "%.2f", r->ttfb_ms);
     field_raw(&b, "bytes_out", "%zu", r->bytes_out);
     if (r->key_fp) field_cstr(&b, "key_fp", r->key_fp);
+    if (r->upstream) field_cstr(&b, "upstream", r->upstream);
+    if (r->attempts > 0) field_raw(&b, "attempts", "%d", r->attempts);
+    if (r->failover) field_cstr(&b, "failover", r->failover);
     if (r->error) field_cstr(&b, "error", r->error);
     body_field(&b, "request_body", "request_body_truncated", r->request_body, r->request_body_len);
     body_field(&b, "response_body", "response_body_truncated", r->response_body, r->response_body_len);

@@ -34,6 +34,9 @@ typedef struct ccp_request_log {
     size_t bytes_out;
     const char *key_fp;     /* NULL: no key */
     const char *error;      /* NULL: none */
+    const char *upstream;   /* the pool's upstream that answered (or failed last); NULL: none tried */
+    int attempts;           /* upstreams tried */
+    const char *failover;   /* "a: 529, b: timeout": the attempts that failed; NULL: none */
     const char *request_body;   /* only logged when ENVIRONMENT=test */
     size_t request_body_len;
     const char *response_body;  /* only logged when ENVIRONMENT=test */

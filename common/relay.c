@@ -7,10 +7,12 @@
 #include <strings.h>
 #include <time.h>
 
+#include "attempt.h"
 #include "auth.h"
 #include "clock.h"
 #include "json_text.h"
 #include "log.h"
+#include "pool.h"
 #include "sse.h"
 
 /* How the upstream's answer reaches the client, decided by its headers. */
@@ -20,7 +22,18 @@ typedef enum {
     ANSWER_AGGREGATE, /* SSE folded into the one JSON body the client asked for */
     ANSWER_HOLD,      /* a non-stream body held until it is complete */
     ANSWER_PASS,      /* a non-stream body too big to hold: as it arrives */
+    ANSWER_RETRY,     /* a failed attempt (5xx, 429) another upstream retries: dropped */
 } answer_mode;
+
+/* The request as it goes upstream, kept for every attempt: the headers
+ * before the upstream's key and extra headers, and the body. */
+typedef struct upstream_call {
+    bool has_body;
+    ccp_headers headers;
+    const char *body; /* the client's bytes, or the adapted ones */
+    size_t body_len;
+    ccp_buf auth_name, auth_value; /* the key header as placed, replaced per upstream */
+} upstream_call;
 
 /* The per-request context: everything one exchange owns, freed in one place. */
 typedef struct exchange {
@@ -58,6 +71,26 @@ typedef struct exchange {
     bool client_left; /* logged as 499, whatever went out before */
     ccp_buf error;
     long long start_ns;
+
+    /* The pool: the upstreams this request tries, in order, and the one
+     * running now. Everything before the commit (the client's first byte)
+     * may be thrown away and tried again on the next upstream. */
+    upstream_call call;
+    size_t order[CCP_POOL_MAX];
+    size_t order_n;
+    size_t attempts;          /* started so far */
+    size_t current;           /* pool index of the running (or last) attempt */
+    const char *upstream_name; /* that upstream's name: valid for the exchange */
+    long long deadline_ms;    /* no attempt starts after it */
+    long long retry_after_ms; /* what the running attempt's answer asked for; -1: nothing */
+    bool peeking;             /* a stream held back until its first event */
+    bool abandoned;           /* we ended the running attempt: its first event was an error */
+    int events_seen;          /* of a forced stream being aggregated */
+    ccp_buf peek;
+    ccp_headers attempt_headers;
+    ccp_buf attempt_url;
+    ccp_buf attempt_body;     /* the body with this upstream's model name */
+    ccp_buf failover;         /* "a: 529, b: timeout" */
 } exchange;
 
 
@@ -88,11 +121,20 @@ static int emit_to_client(void *ctx, const char *p, size_t n)
     return rc;
 }
 
+static bool may_retry(const exchange *x);
+
 static int emit_to_aggregate(void *ctx, const char *p, size_t n)
 {
     exchange *x = ctx;
     size_t at = 0, used;
     while (at < n && (used = ccp_sse_next_event(p + at, n - at, &x->event)) > 0) {
+        /* Nothing went to the client yet: a stream that opens with an error
+         * is another upstream's turn (see peek_first_event). */
+        bool first = (x->event.has_data || x->event.name.len) && x->events_seen++ == 0;
+        if (first && ccp_attempt_is_error_event(&x->event) && may_retry(x)) {
+            x->abandoned = true;
+            return -1;
+        }
         x->d->aggregate_event(x->d, &x->agg, &x->event);
         at += used;
     }
@@ -307,32 +349,31 @@ static bool dropped_request_header(const char *name)
     return strncasecmp(name, "x-forwarded-", 12) == 0 || strncasecmp(name, "x-ccproxy-", 10) == 0;
 }
 
+/* The headers every attempt starts from. The key header placed here is the
+ * client's; each attempt puts its upstream's in its place (ccp_attempt_headers),
+ * unless a step changed it. */
 static void build_upstream_headers(exchange *x, ccp_headers *out, bool has_body)
 {
     const ccp_config *cfg = x->rt->cfg;
-    ccp_buf name = {0}, value = {0};
-    const char *key = cfg->server_api_key ? cfg->server_api_key : x->key.value;
-    ccp_key_source came_as = cfg->server_api_key ? CCP_KEY_NONE : x->key.source;
-    ccp_dialect_auth_header(x->d, cfg->upstream_auth_style, came_as, key, &name, &value);
+    ccp_buf *name = &x->call.auth_name, *value = &x->call.auth_value;
+    ccp_dialect_auth_header(x->d, cfg->upstream_auth_style, x->key.source, x->key.value, name, value);
     bool auth_placed = false;
     for (size_t i = 0; i < x->req.headers.count; i++) {
         const ccp_header *h = &x->req.headers.items[i];
         /* The key goes where the client put its own: header order is part
          * of what a client looks like upstream. */
         if (!auth_placed && (strcasecmp(h->name, "x-api-key") == 0 || strcasecmp(h->name, "authorization") == 0)) {
-            ccp_headers_add(out, name.data, value.data);
+            ccp_headers_add(out, name->data, value->data);
             auth_placed = true;
         }
         if (!dropped_request_header(h->name)) ccp_headers_add(out, h->name, h->value);
     }
-    if (!auth_placed) ccp_headers_add(out, name.data, value.data);
+    if (!auth_placed) ccp_headers_add(out, name->data, value->data);
     if (has_body)
         ccp_headers_add(out, "content-type",
                         x->req.content_type && *x->req.content_type ? x->req.content_type : "application/json");
     for (const char *const *p = x->d->default_request_headers; p && *p; p += 2)
         if (!ccp_headers_get(out, p[0])) ccp_headers_add(out, p[0], p[1]);
-    ccp_buf_free(&name);
-    ccp_buf_free(&value);
 }
 
 /* ---- the upstream sink ------------------------------------------------ */
@@ -355,9 +396,73 @@ static int release_held(exchange *x)
     return rc;
 }
 
+/* ---- attempts: failover before the first byte ------------------------- */
+
+/* Another attempt may start: one is left, within the overall deadline. */
+static bool may_retry(const exchange *x)
+{
+    return x->attempts < x->order_n && ccp_now_ms() < x->deadline_ms;
+}
+
+/* Every failed attempt passes here once: the log's "failover" and the
+ * upstream's cool-down. */
+static void note_attempt_failure(exchange *x, const char *upstream_name, ccp_attempt_failure kind)
+{
+    bool by_status = kind == CCP_ATTEMPT_STATUS_5XX || kind == CCP_ATTEMPT_STATUS_429;
+    if (x->failover.len) ccp_buf_append_str(&x->failover, ", ");
+    if (by_status) ccp_buf_printf(&x->failover, "%s: %d", upstream_name, x->held_status);
+    else ccp_buf_printf(&x->failover, "%s: %s", upstream_name, ccp_attempt_failure_name(kind));
+    ccp_pool_failed(x->rt->pool, x->current, by_status ? x->retry_after_ms : -1, ccp_now_ms());
+}
+
+/* The stream goes to the client from here on: its status and headers, then
+ * what was held back (the first event), through the framer as usual. */
+static int commit_stream(exchange *x)
+{
+    x->peeking = false;
+    int rc = ccp_response_begin(&x->res, x->held_status, &x->answer_headers);
+    ccp_headers_free(&x->answer_headers);
+    /* The tree was kept for another upstream's model name; no more attempts. */
+    json_object_put(x->body);
+    x->body = NULL;
+    if (rc == 0 && x->peek.len) rc = ccp_sse_framer_feed(&x->framer, x->peek.data, x->peek.len, emit_to_client, x);
+    ccp_buf_free(&x->peek);
+    return rc;
+}
+
+/* A 200 stream is held until its first event is complete (never longer):
+ * an error there is another upstream's turn (the overloaded-while-
+ * streaming case); anything else commits at once, so a healthy stream's
+ * first event is not delayed. */
+static int peek_first_event(exchange *x, const char *p, size_t n)
+{
+    ccp_buf_append(&x->peek, p, n);
+    size_t at = 0, used;
+    while ((used = ccp_sse_next_event(x->peek.data + at, x->peek.len - at, &x->event)) > 0) {
+        at += used;
+        if (!x->event.has_data && !x->event.name.len) continue; /* a comment: keep looking */
+        if (ccp_attempt_is_error_event(&x->event)) {
+            if (may_retry(x)) {
+                x->abandoned = true;
+                return -1; /* ends this attempt; on_upstream_done starts the next */
+            }
+            /* The last attempt: the client gets the error, the upstream cools down. */
+            note_attempt_failure(x, x->upstream_name, CCP_ATTEMPT_ERROR_EVENT);
+        }
+        return commit_stream(x);
+    }
+    return x->peek.len > CCP_SSE_MAX_HELD ? commit_stream(x) : 0;
+}
+
 static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
 {
     exchange *x = ctx;
+    x->retry_after_ms = ccp_attempt_retry_after(up);
+    x->held_status = status;
+    if (ccp_attempt_retryable_status(status) && may_retry(x)) {
+        x->mode = ANSWER_RETRY;
+        return 0;
+    }
     ccp_headers h = {0};
     for (size_t i = 0; i < up->count; i++)
         if (ccp_dialect_passes_header(x->d, up->items[i].name))
@@ -386,6 +491,11 @@ static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
     x->mode = ANSWER_STREAM;
     ccp_headers_add(&h, "Cache-Control", "no-cache");
     ccp_headers_add(&h, "X-Accel-Buffering", "no");
+    if (status >= 200 && status < 300 && may_retry(x)) {
+        x->peeking = true;
+        x->answer_headers = h;
+        return 0;
+    }
     int rc = ccp_response_begin(&x->res, status ? status : 502, &h);
     ccp_headers_free(&h);
     return rc;
@@ -396,7 +506,10 @@ static int on_upstream_data(void *ctx, const char *p, size_t n)
     exchange *x = ctx;
     switch (x->mode) {
     case ANSWER_STREAM:
+        if (x->peeking) return peek_first_event(x, p, n);
         return ccp_sse_framer_feed(&x->framer, p, n, emit_to_client, x);
+    case ANSWER_RETRY:
+        return 0; /* the next upstream answers instead */
     case ANSWER_AGGREGATE:
         return ccp_sse_framer_feed(&x->framer, p, n, emit_to_aggregate, x);
     case ANSWER_HOLD:
@@ -448,16 +561,70 @@ static void answer_aggregate(exchange *x)
 /* ---- the request -------------------------------------------------------- */
 
 static void finish(exchange *x);
+static bool start_attempt(exchange *x);
 
-/* The loop's word on the transfer: the client hears how it ended. */
+/* How the running attempt failed, if it did before the client saw a byte;
+ * after that, failures end the stream as they always did. */
+static ccp_attempt_failure attempt_outcome(const exchange *x, ccp_upstream_result r)
+{
+    if (r == CCP_UP_CLIENT_GONE) return x->abandoned ? CCP_ATTEMPT_ERROR_EVENT : CCP_ATTEMPT_OK;
+    if (x->res.headers_sent) return CCP_ATTEMPT_OK;
+    switch (r) {
+    case CCP_UP_UNREACHABLE: return CCP_ATTEMPT_UNREACHABLE;
+    case CCP_UP_TIMEOUT: return CCP_ATTEMPT_TIMEOUT;
+    case CCP_UP_BROKEN: return CCP_ATTEMPT_BROKEN;
+    default: break;
+    }
+    if ((x->mode == ANSWER_RETRY || x->mode == ANSWER_HOLD) && ccp_attempt_retryable_status(x->held_status))
+        return x->held_status == 429 ? CCP_ATTEMPT_STATUS_429 : CCP_ATTEMPT_STATUS_5XX;
+    return CCP_ATTEMPT_OK;
+}
+
+/* Forgets the failed attempt's answer; the exchange is as before its start. */
+static void reset_answer(exchange *x)
+{
+    x->mode = ANSWER_PENDING;
+    x->peeking = x->abandoned = false;
+    x->events_seen = 0;
+    x->held_status = 0;
+    x->retry_after_ms = -1;
+    ccp_headers_free(&x->answer_headers);
+    ccp_buf_free(&x->held);
+    ccp_buf_free(&x->peek);
+    ccp_buf_reset(&x->logged_response);
+    ccp_sse_framer_free(&x->framer);
+    x->stream_state = (ccp_stream_state){.last_seq = -1};
+    json_object_put(x->agg.result);
+    ccp_buf_free(&x->agg.error_body);
+    memset(&x->agg, 0, sizeof x->agg);
+}
+
+/* The loop's word on the transfer: a failure before the first byte moves
+ * to the next upstream; otherwise the client hears how it ended. */
 static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstream_stats *stats, const char *err)
 {
     exchange *x = ctx;
     x->stats = *stats;
+    ccp_attempt_failure failed = attempt_outcome(x, r);
+    if (failed != CCP_ATTEMPT_OK) {
+        note_attempt_failure(x, x->upstream_name, failed);
+        /* A dropped answer or an abandoned stream was decided on with an
+         * attempt left: it must be retried, whatever the clock says now. */
+        bool decided = x->mode == ANSWER_RETRY || x->abandoned;
+        if (!x->res.client_gone && (decided || may_retry(x))) {
+            reset_answer(x);
+            if (!start_attempt(x)) finish(x);
+            return;
+        }
+    } else if (r == CCP_UP_OK) {
+        ccp_pool_succeeded(x->rt->pool, x->current);
+    }
+    if (r == CCP_UP_CLIENT_GONE || x->mode == ANSWER_RETRY) r = CCP_UP_CLIENT_GONE; /* nothing to tell anyone */
     switch (r) {
     case CCP_UP_OK:
         if (x->mode == ANSWER_AGGREGATE) answer_aggregate(x);
-        else if (x->mode == ANSWER_STREAM) ccp_sse_framer_finish(&x->framer, emit_to_client, x);
+        else if (x->mode == ANSWER_STREAM && (!x->peeking || commit_stream(x) == 0))
+            ccp_sse_framer_finish(&x->framer, emit_to_client, x);
         else if (x->mode == ANSWER_HOLD) answer_held(x);
         if (x->res.client_gone && !x->res.aborted) x->client_left = true;
         break;
@@ -482,15 +649,6 @@ static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstrea
     finish(x);
 }
 
-/* The request as it goes upstream; lives for one call of relay(). */
-typedef struct upstream_call {
-    bool has_body;
-    ccp_headers headers;
-    const char *body; /* the client's bytes, or the adapted ones */
-    size_t body_len;
-    ccp_buf url;
-} upstream_call;
-
 /* Each step of relay() either does its part and returns true, or answers
  * the client (fail) and returns false. */
 
@@ -505,7 +663,7 @@ static bool authenticate(exchange *x)
         return false;
     }
     ccp_auth_fingerprint(x->key.value, x->key_fp);
-    if (cfg->server_api_key && !ccp_auth_key_allowed(cfg, x->key.value)) {
+    if (ccp_pool_holds_keys(x->rt->pool) && !ccp_auth_key_allowed(cfg, x->key.value)) {
         fail(x, CCP_E_AUTH, NULL, "invalid API key: this service only accepts the keys listed in its ACCESS_KEYS");
         return false;
     }
@@ -549,7 +707,7 @@ static bool select_adapter(exchange *x)
 
 /* The upstream headers, the adapter's steps, and the decision to answer a
  * forced stream as one JSON body. */
-static bool transform(exchange *x, upstream_call *call)
+static bool transform(exchange *x, upstream_call *call, char *session_id)
 {
     const ccp_config *cfg = x->rt->cfg;
     build_upstream_headers(x, &call->headers, call->has_body);
@@ -563,6 +721,7 @@ static bool transform(exchange *x, upstream_call *call)
     };
     ccp_buf err = {0};
     bool ok = ccp_adapter_apply(x->adapter, &t, &err) == CCP_OK;
+    memcpy(session_id, t.session_id, sizeof t.session_id);
     if (!ok) fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
     ccp_buf_free(&err);
     if (!ok) return false;
@@ -586,21 +745,51 @@ static bool transform(exchange *x, upstream_call *call)
     return true;
 }
 
-/* Hands the transfer to the loop; from a true return on, the loop owns x
- * (and may already have finished it). */
-static bool start_transfer(exchange *x, upstream_call *call)
+/* The upstreams this request tries, in its rendezvous order: keyed by the
+ * adapter's session id when it derived one, else by the client key's
+ * fingerprint, so a conversation stays where its prompt cache is. */
+static bool choose_upstreams(exchange *x, const char *session_id)
 {
-    /* An open stream keeps only the bytes it sends: the tree is most of a
-     * request's memory, and thousands of streams may be open. */
-    json_object_put(x->body);
-    x->body = NULL;
-    x->d->upstream_url(&call->url, x->rt->cfg->upstream_base_url, x->req.path, x->req.query);
+    const ccp_pool *pool = x->rt->pool;
+    const char *key = session_id && *session_id ? session_id : x->key_fp;
+    x->order_n = ccp_pool_order(pool, key, strlen(key), x->model, ccp_now_ms(), x->order, CCP_POOL_MAX);
+    size_t max = (size_t)ccp_pool_max_attempts(pool);
+    if (x->order_n > max) x->order_n = max;
+    /* Each attempt may be silent for HTTP_TIMEOUT: the budget of all. */
+    x->deadline_ms = ccp_now_ms() + (long long)(max ? max : 1) * x->rt->cfg->http_timeout_ms;
+    if (x->order_n) return true;
+    fail(x, CCP_E_NOT_FOUND, NULL,
+         "model %s is not offered here: no upstream of this service takes it (see GET /upstreams)",
+         x->model ? x->model : "(none)");
+    return false;
+}
+
+/* Starts the next attempt on its upstream: URL, key and extra headers,
+ * and the body with the upstream's model name. From a true return on the
+ * loop owns x (and may already have finished it); false: x is answered. */
+static bool start_attempt(exchange *x)
+{
+    x->current = x->order[x->attempts++];
+    const ccp_pool_upstream *u = ccp_pool_at(x->rt->pool, x->current);
+    x->upstream_name = u->name;
+    ccp_attempt_headers(&x->attempt_headers, &x->call.headers, ccp_buf_cstr(&x->call.auth_name),
+                        ccp_buf_cstr(&x->call.auth_value), x->d, u, &x->key);
+    ccp_buf_reset(&x->attempt_url);
+    x->d->upstream_url(&x->attempt_url, u->base_url, x->req.path, x->req.query);
+    const char *body = x->call.body, *model;
+    size_t body_len = x->call.body_len;
+    ccp_pool_takes(u, x->model, &model);
+    if (model && x->body && strcmp(model, x->model) != 0) {
+        ccp_attempt_body(&x->attempt_body, x->body, x->model, model);
+        body = x->attempt_body.data;
+        body_len = x->attempt_body.len;
+    }
     ccp_upstream_request ureq = {
         .method = x->req.method,
-        .url = call->url.data,
-        .headers = &call->headers,
-        .body = call->has_body ? call->body : NULL,
-        .body_len = call->has_body ? call->body_len : 0,
+        .url = x->attempt_url.data,
+        .headers = &x->attempt_headers,
+        .body = x->call.has_body ? body : NULL,
+        .body_len = x->call.has_body ? body_len : 0,
     };
     ccp_upstream_sink sink = {
         .ctx = x,
@@ -614,17 +803,28 @@ static bool start_transfer(exchange *x, upstream_call *call)
     return false;
 }
 
+/* Hands the request to the pool's first upstream; from a true return on,
+ * the loop owns x (and may already have finished it). */
+static bool start_transfer(exchange *x, const char *session_id)
+{
+    if (!choose_upstreams(x, session_id)) return false;
+    /* An open stream keeps only the bytes it sends: the tree is most of a
+     * request's memory, and thousands of streams may be open. Only a pool
+     * that renames models keeps it until the stream commits. */
+    if (!ccp_pool_maps_models(x->rt->pool)) {
+        json_object_put(x->body);
+        x->body = NULL;
+    }
+    return start_attempt(x);
+}
+
 /* A relayed request, as the list of its steps. True when the transfer went
- * to the loop (which then owns x), false when x is answered already. The
- * upstream call dies here: the loop copied its URL and header lines. */
+ * to the loop (which then owns x), false when x is answered already. */
 static bool relay(exchange *x)
 {
-    upstream_call call = {0};
-    bool started = authenticate(x) && read_body(x, &call) && select_adapter(x) && transform(x, &call) &&
-                   start_transfer(x, &call);
-    ccp_headers_free(&call.headers);
-    ccp_buf_free(&call.url);
-    return started;
+    char session_id[sizeof ((ccp_transform *)0)->session_id] = "";
+    return authenticate(x) && read_body(x, &x->call) && select_adapter(x) && transform(x, &x->call, session_id) &&
+           start_transfer(x, session_id);
 }
 
 static void serve_local(exchange *x)
@@ -636,6 +836,9 @@ static void serve_local(exchange *x)
         break;
     case CCP_ROUTE_ADAPTERS:
         ccp_adapters_describe(x->rt->adapters, &out);
+        break;
+    case CCP_ROUTE_UPSTREAMS:
+        ccp_pool_describe(x->rt->pool, ccp_now_ms(), &out);
         break;
     default:
         ccp_buf_append_str(&out, x->route->static_body ? x->route->static_body : "{}");
@@ -731,6 +934,9 @@ static void log_exchange(exchange *x)
         .bytes_out = x->res.bytes_out,
         .key_fp = x->key_fp[0] ? x->key_fp : NULL,
         .error = x->error.len ? x->error.data : NULL,
+        .upstream = x->upstream_name,
+        .attempts = (int)x->attempts,
+        .failover = x->failover.len ? x->failover.data : NULL,
         .request_body = x->req.body.data,
         .request_body_len = x->req.body.len,
         .response_body = x->logged_response.data,
@@ -757,6 +963,14 @@ static void finish(exchange *x)
     ccp_buf_free(&x->logged_response);
     ccp_buf_free(&x->error);
     ccp_headers_free(&x->cors);
+    ccp_headers_free(&x->call.headers);
+    ccp_buf_free(&x->call.auth_name);
+    ccp_buf_free(&x->call.auth_value);
+    ccp_headers_free(&x->attempt_headers);
+    ccp_buf_free(&x->attempt_url);
+    ccp_buf_free(&x->attempt_body);
+    ccp_buf_free(&x->peek);
+    ccp_buf_free(&x->failover);
     ccp_request_free(&x->req);
     free(x);
     ccp_io_finish(io);
@@ -773,6 +987,7 @@ static exchange *exchange_new(const ccp_runtime *rt, ccp_upstream *up, ccp_io *i
     x->stream = -1;
     x->stream_state.last_seq = -1;
     x->stats.ttfb_ms = -1;
+    x->retry_after_ms = -1;
     x->start_ns = ccp_now_ns();
     ccp_response_init(&x->res, io);
     *st = ccp_request_init(&x->req, io, rt->cfg->base_path);

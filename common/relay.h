@@ -11,12 +11,14 @@
 #include "config.h"
 #include "dialect.h"
 #include "http.h"
+#include "pool.h"
 #include "upstream.h"
 
 typedef enum {
     CCP_ROUTE_RELAY,    /* forward upstream */
     CCP_ROUTE_HEALTH,   /* {"status":"healthy","service":...} */
     CCP_ROUTE_ADAPTERS, /* the adapter table */
+    CCP_ROUTE_UPSTREAMS, /* the upstream pool and its state */
     CCP_ROUTE_STATIC,   /* a fixed JSON body */
 } ccp_route_kind;
 
@@ -59,6 +61,7 @@ typedef struct ccp_runtime {
     const ccp_service *service;
     const ccp_config *cfg;
     const ccp_adapters *adapters;
+    const ccp_pool *pool; /* the service's upstreams; never NULL */
     /* NULL, or asked before a request is relayed: the name of the limit
      * the service is at (msg then says so to the client), or NULL. */
     const char *(*over_limit)(void *ctx, char *msg, size_t n);

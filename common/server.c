@@ -427,11 +427,22 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
         ccp_config_free(&cfg);
         return 2;
     }
+    ccp_pool *upstreams = NULL;
+    if (ccp_pool_load(&upstreams, service->adapter_set, &cfg, &err) != CCP_OK) {
+        fprintf(stderr, "%s: configuration error:\n%s\n", service->program, err.data);
+        ccp_buf_free(&err);
+        ccp_adapters_free(adapters);
+        ccp_config_free(&cfg);
+        return 2;
+    }
     ccp_buf desc = {0};
     ccp_config_describe(&cfg, names, &desc);
+    ccp_buf_append_char(&desc, ',');
+    ccp_pool_describe_config(upstreams, &desc);
     if (check_only) {
         printf("{%s}\n%s: configuration OK\n", desc.data, service->program);
         ccp_buf_free(&desc);
+        ccp_pool_free(upstreams);
         ccp_adapters_free(adapters);
         ccp_config_free(&cfg);
         return 0;
@@ -447,9 +458,10 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
     }
     ccp_buf_free(&desc);
 
-    ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = adapters};
+    ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = adapters, .pool = upstreams};
     int status = cgi ? serve_cgi(&rt) : serve_fastcgi(&rt);
     ccp_upstream_global_cleanup();
+    ccp_pool_free(upstreams);
     ccp_adapters_free(adapters);
     ccp_config_free(&cfg);
     return status;

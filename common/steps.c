@@ -3,6 +3,7 @@
 #include "steps.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -301,6 +302,7 @@ static int session_apply(const void *state, ccp_transform *t, ccp_buf *err)
     const session_state *s = state;
     ccp_session_ids ids;
     ccp_session_derive(t->client_key, t->cfg->session_secret, s->purpose, s->window_seconds, time(NULL), &ids);
+    snprintf(t->session_id, sizeof t->session_id, "%s", ids.session_uuid);
     for (size_t i = 0; i < s->headers.count; i++)
         ccp_headers_set_spelled(t->upstream_headers, s->headers.items[i].name, ids.session_uuid);
     if (!s->body_field || !t->body) return CCP_OK;

@@ -31,6 +31,9 @@ typedef struct ccp_transform {
      * with one JSON body aggregated from it. The relay also notices this by
      * itself (stream false before the steps, true after). */
     bool aggregate_stream;
+    /* The session id a session step derived ("" when none ran): the pool's
+     * stable key, so a conversation stays on one upstream. */
+    char session_id[40];
 } ccp_transform;
 
 /* What a step may consult while loading: the file's profiles, the config. */

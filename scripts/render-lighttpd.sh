@@ -24,6 +24,8 @@ cp "$here"/conf/lighttpd/errors/*.html "$out/errors/"
 
 body=$(conf "$claude_conf" MAX_BODY_BYTES)
 timeout=$(conf "$claude_conf" HTTP_TIMEOUT)
+attempts=$(conf "$claude_conf" UPSTREAM_MAX_ATTEMPTS)
+[ "${attempts:-0}" -gt 0 ] 2>/dev/null || attempts=3
 claude_host=$(conf "$claude_conf" CLAUDE_SERVICE_HOST) claude_port=$(conf "$claude_conf" CLAUDE_SERVICE_PORT)
 codex_host=$(conf "$codex_conf" CODEX_SERVICE_HOST) codex_port=$(conf "$codex_conf" CODEX_SERVICE_PORT)
 max_kb=$(( (body + 1048576) / 1024 ))
@@ -31,7 +33,7 @@ hard=$(ulimit -Hn)
 case $hard in unlimited) hard=1048576 ;; esac
 max_fds=$(( hard < 65536 ? hard : 65536 ))
 max_conns=$(( max_fds / 2 - 64 ))
-write_idle=$(awk -v t="$timeout" 'BEGIN { printf "%d", int(t) + 60 }')
+write_idle=$(awk -v t="$timeout" -v a="$attempts" 'BEGIN { printf "%d", int(t) * a + 60 }')
 
 # Secrets go in as given: the responders need the real server key and
 # SESSION_SECRET, and bin-environment is how lighttpd passes them; the file

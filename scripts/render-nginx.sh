@@ -9,6 +9,7 @@
 #   CLAUDE_SERVICE_HOST/PORT, CODEX_SERVICE_HOST/PORT [127.0.0.1, 8001/8002]
 #   CLAUDE_FCGI_SOCKET, CODEX_FCGI_SOCKET [OUTDIR/claude.sock, OUTDIR/codex.sock]
 #   HTTP_TIMEOUT [600], MAX_BODY_BYTES [33554432]
+#   UPSTREAM_MAX_ATTEMPTS [0: up to 3]
 #   CLAUDE_BACKENDS     for SERVICES=claude-pool: "host:port host:port ..."
 set -eu
 out=${1:?usage: render-nginx.sh OUTDIR}
@@ -17,10 +18,13 @@ mkdir -p "$out/logs" "$out/tmp"
 out=$(cd "$out" && pwd)
 
 timeout=${HTTP_TIMEOUT:-600}
+attempts=${UPSTREAM_MAX_ATTEMPTS:-0}
+[ "$attempts" -gt 0 ] 2>/dev/null || attempts=3
 body=${MAX_BODY_BYTES:-33554432}
 # nginx must wait longer than the responder's own idle limit, so the client
-# gets the responder's precise 504 rather than nginx's.
-read_timeout=$(awk -v t="$timeout" 'BEGIN { printf "%ds", int(t) + 60 }')
+# gets the responder's precise 504 rather than nginx's; before the first
+# byte the responder may try each upstream of its pool for that long.
+read_timeout=$(awk -v t="$timeout" -v a="$attempts" 'BEGIN { printf "%ds", int(t) * a + 60 }')
 # Slightly above ours: the responder's 413 (with its message) covers the
 # bodies just over MAX_BODY_BYTES; nginx's covers the huge ones.
 max_body=$((body + 1048576))

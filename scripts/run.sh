@@ -114,6 +114,7 @@ nginx)
     SERVICES="${services[*]}" CLAUDE_SERVICE_HOST=$claude_host CLAUDE_SERVICE_PORT=$claude_port \
         CODEX_SERVICE_HOST=$codex_host CODEX_SERVICE_PORT=$codex_port \
         HTTP_TIMEOUT=$(conf "$claude_conf" HTTP_TIMEOUT) MAX_BODY_BYTES=$(conf "$claude_conf" MAX_BODY_BYTES) \
+        UPSTREAM_MAX_ATTEMPTS=$(conf "$claude_conf" UPSTREAM_MAX_ATTEMPTS) \
         "$here/scripts/render-nginx.sh" "$run/nginx" > /dev/null
     for s in "${services[@]}"; do
         sock_var=${s^^}_FCGI_SOCKET

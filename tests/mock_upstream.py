@@ -105,7 +105,11 @@ looks like relayed API traffic):
   GET  /_mock/health
   GET  /_mock/requests[?id=ID]             {"requests":[record...]}
   GET  /_mock/aborts                       records whose peer disconnected early
-  POST /_mock/reset                        forget records and gates
+  POST /_mock/reset                        forget records, gates and the default behaviour
+  POST /_mock/behavior?set=B               B (URL-encoded, as x-mock-behavior) applies to every
+                        request without an x-mock-behavior header, until changed or reset:
+                        several mocks behind one proxy (an upstream pool) misbehave each
+                        their own way while the client sends the same request
   POST /_mock/release?gate=NAME[&n=K|&all=1]
   GET  /_mock/wait?id=ID&state=S&timeout=T  wait until the record with ID exists
                         (state=received), is finished (state=finished), or its peer
@@ -323,6 +327,7 @@ class State:
         self.records = []
         self.seq = 0
         self.gates = {}  # name -> {"released": int, "waiting": int, "pipes": set()}
+        self.default_behavior = ""  # for requests without x-mock-behavior (POST /_mock/behavior)
 
     def gate(self, name):
         g = self.gates.get(name)
@@ -334,6 +339,7 @@ class State:
     def reset(self):
         with self.cond:
             self.records = []
+            self.default_behavior = ""
             for g in self.gates.values():
                 g["released"] = 1 << 30
                 for w in list(g["pipes"]):
@@ -568,7 +574,7 @@ class Handler(BaseHTTPRequestHandler):
             "peer": "%s:%d" % self.client_address[:2],
             "received_at": time.time(),
             "request_id": self.request_id,
-            "behavior": self.headers.get("x-mock-behavior") or "",
+            "behavior": self.headers.get("x-mock-behavior") or STATE.default_behavior,
             "stream": None, "model": None,
             "status": None, "response_headers": None,
             "response_len": 0, "response_sha256": hashlib.sha256(b"").hexdigest(),
@@ -1208,6 +1214,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_mock/reset":
             STATE.reset()
             return self.control_reply(200, {"ok": True})
+        if path == "/_mock/behavior":
+            with STATE.cond:
+                STATE.default_behavior = arg("set", "")
+            return self.control_reply(200, {"ok": True, "behavior": STATE.default_behavior})
         if path == "/_mock/requests":
             rid = arg("id")
             with STATE.cond:
@@ -1312,7 +1322,9 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file", help="write the chosen port here once listening")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--behavior", default="", help="the default behaviour (as POST /_mock/behavior)")
     args = ap.parse_args(argv)
+    STATE.default_behavior = args.behavior
     raise_nofile()
     Handler.verbose = args.verbose
     srv = Server((args.host, args.port), Handler)

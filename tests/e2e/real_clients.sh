@@ -172,7 +172,46 @@ since_mark_has() { since_mark "$1" > /dev/null; }
 check "the built-in provider's request went through the codex_cli adapter" \
     since_mark_has '"adapter":"codex_cli","method":"POST","path":"/v1/responses".*"status":200'
 
-check "no client key in any responder log" bash -c "! grep -q 'sk-ant-e2e\|sk-e2e-codex' '$WORK/claude.log' '$WORK/codex.log'"
+# ---- an upstream pool whose first upstream is down ---------------------------
+# Both services behind a second nginx, each with UPSTREAMS_FILE: "down" (an
+# unused loopback port, tried first by its priority) and "up" (the capture
+# server). The real clients must not notice; the log names the failover.
+DOWN=$((P + 5)) PCL=$((P + 3)) PCX=$((P + 4))
+cat > "$WORK/upstreams.json" <<JSON
+{"claude": [{"name": "down", "base_url": "http://127.0.0.1:$DOWN", "priority": 1},
+            {"name": "up", "base_url": "http://127.0.0.1:$UP"}],
+ "codex":  [{"name": "down", "base_url": "http://127.0.0.1:$DOWN/v1", "priority": 1},
+            {"name": "up", "base_url": "http://127.0.0.1:$UP/v1"}]}
+JSON
+for s in claude codex; do
+    env -i PATH=$BASEPATH UPSTREAMS_FILE="$WORK/upstreams.json" ENVIRONMENT=test LOG_FORMAT=json WORKER_THREADS=4 \
+        spawn-fcgi -n -s "$WORK/pool-$s.sock" -M 0666 -- "$BIN/ccproxy-$s" 2> "$WORK/pool-$s.log" &
+    pids+=($!)
+done
+SERVICES="claude codex" CLAUDE_SERVICE_PORT=$PCL CODEX_SERVICE_PORT=$PCX CLAUDE_FCGI_SOCKET=$WORK/pool-claude.sock \
+    CODEX_FCGI_SOCKET=$WORK/pool-codex.sock "$REPO/scripts/render-nginx.sh" "$WORK/nginx-pool" > /dev/null
+nginx -p "$WORK/nginx-pool" -c "$WORK/nginx-pool/nginx.conf" -e "$WORK/nginx-pool/logs/error.log" -g 'daemon off;' &
+pids+=($!)
+sleep 1.5
+(cd "$WORK/ccwork" && env -i PATH=$BASEPATH HOME="$WORK/cchome" TERM=dumb DISABLE_TELEMETRY=1 \
+    DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+    ANTHROPIC_BASE_URL=http://127.0.0.1:$PCL ANTHROPIC_API_KEY=sk-ant-e2e-pool \
+    timeout 120 "$CLIENTS/node_modules/.bin/claude" -p "say ok" < /dev/null > "$WORK/cc-pool.out" 2>&1)
+check "claude code answers through a pool whose first upstream is down" grep -qi "ok" "$WORK/cc-pool.out"
+check "its requests failed over from down to up" \
+    grep -q '"status":200.*"upstream":"up","attempts":2,"failover":"down: unreachable"' \
+    "$WORK/pool-claude.log"
+PH=$WORK/codexhome-pool
+mkdir -p "$PH/home"
+sed -e "s|127.0.0.1:$CX/v1|127.0.0.1:$PCX/v1|" "$CH/config.toml" > "$PH/config.toml"
+(cd "$WORK/codexwork" && env -i PATH=$BASEPATH HOME="$PH/home" CODEX_HOME="$PH" TERM=dumb CCPROXY_KEY=sk-e2e-codex-pool \
+    timeout 120 "$CLIENTS/node_modules/.bin/codex" exec --skip-git-repo-check "say ok" < /dev/null > "$WORK/codex-pool.out" 2>&1)
+check "codex exec answers through a pool whose first upstream is down" grep -qi "ok" "$WORK/codex-pool.out"
+check "its request failed over from down to up" \
+    grep -q '"status":200.*"upstream":"up","attempts":2,"failover":"down: unreachable"' \
+    "$WORK/pool-codex.log"
+
+check "no client key in any responder log" bash -c "! grep -q 'sk-ant-e2e\|sk-e2e-codex' '$WORK/claude.log' '$WORK/codex.log' '$WORK/pool-claude.log' '$WORK/pool-codex.log'"
 echo "e2e: logs and captures in $WORK"
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

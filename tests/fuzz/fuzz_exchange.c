@@ -183,6 +183,7 @@ static void c_release(ccp_io *io)
 
 static ccp_config cfg;
 static ccp_adapters *tables[2];
+static ccp_pool *pools[2];
 
 static void setup(void)
 {
@@ -197,6 +198,8 @@ static void setup(void)
     ccp_buf err = {0};
     if (ccp_adapters_load(&tables[0], ccp_service_claude.adapter_set, &cfg, &err) != CCP_OK) abort();
     if (ccp_adapters_load(&tables[1], ccp_service_codex.adapter_set, &cfg, &err) != CCP_OK) abort();
+    if (ccp_pool_load(&pools[0], ccp_service_claude.adapter_set, &cfg, &err) != CCP_OK) abort();
+    if (ccp_pool_load(&pools[1], ccp_service_codex.adapter_set, &cfg, &err) != CCP_OK) abort();
     ccp_buf_free(&err);
 }
 
@@ -258,7 +261,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c.in_len = req_len;
     c.fail_write_at = fail_write_at;
 
-    ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = tables[codex]};
+    ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = tables[codex], .pool = pools[codex]};
     ccp_relay_serve(&rt, NULL, &c.io);
 
     if (c.releases != 1 || c.ends != 1) abort();

@@ -499,9 +499,10 @@ def new_id(prefix="t"):
 
 
 class Mock:
-    def __init__(self, tmp):
-        self.port_file = os.path.join(tmp, "mock.port")
-        self.log = open(os.path.join(tmp, "mock.stderr"), "wb")
+    def __init__(self, tmp, name="mock"):
+        self.name = name
+        self.port_file = os.path.join(tmp, "%s.port" % name)
+        self.log = open(os.path.join(tmp, "%s.stderr" % name), "wb")
         self.proc = Proc("mock", [sys.executable, str(MOCK), "--port", "0",
                                   "--port-file", self.port_file],
                          env=minimal_env(), stderr=self.log)
@@ -538,6 +539,11 @@ class Mock:
 
     def release(self, gate, n=1, all=False):
         self.call("POST", "/_mock/release?gate=%s&%s" % (gate, "all=1" if all else "n=%d" % n))
+
+    def behave(self, behavior=""):
+        """The behaviour of every request without x-mock-behavior ("" : a healthy upstream)."""
+        from urllib.parse import quote
+        self.call("POST", "/_mock/behavior?set=%s" % quote(behavior))
 
     def stop(self):
         self.proc.stop()
@@ -648,7 +654,7 @@ class Stack:
                 "%s_SERVICE_PORT" % oup: str(free_port()),
                 "%s_FCGI_SOCKET" % oup: os.path.join(self.dir, "%s.sock" % other),
             })
-            for k in ("MAX_BODY_BYTES", "BASE_PATH"):
+            for k in ("MAX_BODY_BYTES", "BASE_PATH", "UPSTREAM_MAX_ATTEMPTS"):
                 if k in self.env:
                     renv[k] = self.env[k]
             r = subprocess.run(["bash", str(RENDER), self.nginx_dir], env=renv, cwd=str(REPO),
@@ -1154,6 +1160,7 @@ class Suite:
         self.tmp = tempfile.mkdtemp(prefix="ccproxy-it-")
         os.chmod(self.tmp, 0o755)
         self._mock = None
+        self._mocks = {}  # more upstreams (an upstream pool): name -> Mock
         self.web = "nginx"  # the web server of the test running now (the runner sets it)
         self.stacks = StackTable(self)
         self.failed = {}
@@ -1164,6 +1171,12 @@ class Suite:
         if self._mock is None:
             self._mock = Mock(self.tmp)
         return self._mock
+
+    def more_mock(self, name):
+        """Another mock upstream `name` (started on first use, stopped with the suite)."""
+        if name not in self._mocks:
+            self._mocks[name] = Mock(self.tmp, name)
+        return self._mocks[name]
 
     def stack(self, name, web=None):
         """The stack `name` (see STACKS) behind `web` (default: the current web server),
@@ -1214,9 +1227,11 @@ class Suite:
                 st.stop()
             except Exception:
                 pass
-        if self._mock is not None:
+        for m in [self._mock] + list(self._mocks.values()):
+            if m is None:
+                continue
             try:
-                self._mock.stop()
+                m.stop()
             except Exception:
                 pass
         if not keep:

@@ -102,7 +102,11 @@ static void serve(const ccp_dialect *d, char **envp, served *got)
     memset(&cfg, 0, sizeof cfg);
     cfg.base_path = "";
     cfg.log_level = CCP_LOG_DEBUG;
-    ccp_runtime rt = {.service = &service, .cfg = &cfg, .adapters = NULL};
+    ccp_pool *pool = NULL;
+    ccp_buf perr = {0};
+    assert_int_equal(ccp_pool_load(&pool, "codex", &cfg, &perr), CCP_OK);
+    ccp_buf_free(&perr);
+    ccp_runtime rt = {.service = &service, .cfg = &cfg, .adapters = NULL, .pool = pool};
     ccp_log_init(&cfg, service.name);
     unit_io u;
     unit_io_init(&u, envp);
@@ -113,6 +117,7 @@ static void serve(const ccp_dialect *d, char **envp, served *got)
     unit_stderr_end(&err, &got->log);
     ccp_buf_append(&got->out, u.out.data, u.out.len);
     unit_io_free(&u);
+    ccp_pool_free(pool);
 }
 
 static void served_free(served *got)

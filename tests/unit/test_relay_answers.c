@@ -133,7 +133,9 @@ static void serve_as(const ccp_service *service, const char *path, const char *r
     ccp_adapters *adapters = NULL;
     ccp_buf err = {0};
     assert_int_equal(ccp_adapters_load(&adapters, service->adapter_set, &cfg, &err), CCP_OK);
-    ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = adapters};
+    ccp_pool *pool = NULL;
+    assert_int_equal(ccp_pool_load(&pool, service->adapter_set, &cfg, &err), CCP_OK);
+    ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = adapters, .pool = pool};
 
     int fds[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
@@ -159,6 +161,7 @@ static void serve_as(const ccp_service *service, const char *path, const char *r
     close(fds[0]);
     close(fds[1]);
     unit_io_free(&u);
+    ccp_pool_free(pool);
     ccp_adapters_free(adapters);
     ccp_buf_free(&err);
     const char *data = ccp_buf_cstr(&sv->out);

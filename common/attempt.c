@@ -1,0 +1,90 @@
+#include "attempt.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "json_text.h"
+
+const char *ccp_attempt_failure_name(ccp_attempt_failure kind)
+{
+    static const char *const names[CCP_ATTEMPT_KINDS] = {"ok", "unreachable", "timeout", "broken",
+                                                         "status_5xx", "status_429", "error_event"};
+    return kind >= 0 && kind < CCP_ATTEMPT_KINDS ? names[kind] : "unknown";
+}
+
+bool ccp_attempt_retryable_status(int status)
+{
+    return status >= 500 || status == 429;
+}
+
+long long ccp_attempt_retry_after(const ccp_headers *h)
+{
+    const char *v;
+    char *end;
+    if ((v = ccp_headers_get(h, "retry-after-ms"))) {
+        double ms = strtod(v, &end);
+        if (end != v && !*end && ms >= 0 && ms < 1e12) return (long long)ms;
+    }
+    if ((v = ccp_headers_get(h, "retry-after"))) {
+        double sec = strtod(v, &end);
+        if (end != v && !*end && sec >= 0 && sec < 1e9) return (long long)(sec * 1000);
+    }
+    return -1;
+}
+
+static bool error_type(const char *t)
+{
+    return strcmp(t, "error") == 0 || strcmp(t, "response.failed") == 0;
+}
+
+bool ccp_attempt_is_error_event(const ccp_sse_event *ev)
+{
+    const char *name = ccp_buf_cstr(&ev->name);
+    if (error_type(name)) return true;
+    /* An event without a name line: its data says what it is. */
+    if (!ev->has_data || strcmp(name, "message") != 0) return false;
+    json_object *j = NULL, *t;
+    bool err = false;
+    if (ccp_json_parse(ev->data.data, ev->data.len, &j, NULL, NULL) == CCP_JSON_OK &&
+        json_object_is_type(j, json_type_object) && json_object_object_get_ex(j, "type", &t) &&
+        json_object_is_type(t, json_type_string))
+        err = error_type(json_object_get_string(t));
+    json_object_put(j);
+    return err;
+}
+
+void ccp_attempt_headers(ccp_headers *out, const ccp_headers *base, const char *auth_name, const char *auth_value,
+                         const ccp_dialect *d, const ccp_pool_upstream *u, const ccp_client_key *client)
+{
+    ccp_buf name = {0}, value = {0};
+    const char *key = u->api_key ? u->api_key : client->value;
+    ccp_key_source came_as = u->api_key ? CCP_KEY_NONE : client->source;
+    ccp_dialect_auth_header(d, u->auth_style, came_as, key, &name, &value);
+    ccp_headers_free(out);
+    bool placed = false;
+    for (size_t i = 0; i < base->count; i++) {
+        const ccp_header *h = &base->items[i];
+        if (!placed && strcasecmp(h->name, auth_name) == 0 && strcmp(h->value, auth_value) == 0) {
+            ccp_headers_add(out, name.data, value.data);
+            placed = true;
+        } else {
+            ccp_headers_add(out, h->name, h->value);
+        }
+    }
+    for (size_t i = 0; i < u->headers.count; i++)
+        ccp_headers_set(out, u->headers.items[i].name, u->headers.items[i].value);
+    ccp_buf_free(&name);
+    ccp_buf_free(&value);
+}
+
+void ccp_attempt_body(ccp_buf *out, json_object *body, const char *client_model, const char *upstream_model)
+{
+    json_object_object_add(body, "model", json_object_new_string(upstream_model));
+    size_t n;
+    const char *text =
+        json_object_to_json_string_length(body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    ccp_buf_reset(out);
+    ccp_buf_append(out, text, n);
+    json_object_object_add(body, "model", json_object_new_string(client_model));
+}
