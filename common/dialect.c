@@ -71,6 +71,7 @@ const ccp_dialect ccp_dialect_anthropic = {
         },
     .default_request_headers = anthropic_defaults,
     .pass_headers = anthropic_pass,
+    .usage_api = CCP_USAGE_MESSAGES,
     .pass_header_prefixes = anthropic_pass_prefixes,
     .native_auth_style = CCP_AUTH_X_API_KEY,
     .accepts_x_api_key = true,

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "http.h"
 #include "sse.h"
+#include "usage.h"
 
 /* Errors the proxy itself produces; each dialect names them its own way. */
 typedef enum {
@@ -88,6 +89,8 @@ typedef struct ccp_dialect {
     /* The request field that holds the conversation ("messages", "input"):
      * its length is the message count the log line shows. */
     const char *conversation_field;
+    /* How the answers of this API report their token usage. */
+    ccp_usage_api usage_api;
 
     void (*error_body)(const struct ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message);
     /* The SSE event that ends a stream that failed after it started. */

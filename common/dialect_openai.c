@@ -218,6 +218,7 @@ const ccp_dialect ccp_dialect_openai = {
     .error_body = openai_error_body,
     .stream_error_event = openai_stream_error,
     .inspect_event = openai_inspect_event,
+    .usage_api = CCP_USAGE_RESPONSES,
     .aggregate_event = openai_aggregate_event,
     .upstream_url = openai_url,
 };

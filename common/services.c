@@ -13,6 +13,7 @@ static const ccp_route claude_routes[] = {
     {"HEAD", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
     {"GET", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
     {"GET", "/adapters", CCP_ROUTE_ADAPTERS, CCP_BODY_NONE, NULL},
+    {"GET", "/metrics", CCP_ROUTE_METRICS, CCP_BODY_NONE, NULL},
 };
 
 const ccp_service ccp_service_claude = {
@@ -43,6 +44,7 @@ static const ccp_route codex_routes[] = {
     {"HEAD", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
     {"GET", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
     {"GET", "/adapters", CCP_ROUTE_ADAPTERS, CCP_BODY_NONE, NULL},
+    {"GET", "/metrics", CCP_ROUTE_METRICS, CCP_BODY_NONE, NULL},
 };
 
 const ccp_service ccp_service_codex = {
