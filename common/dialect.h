@@ -27,6 +27,7 @@ typedef enum {
     CCP_E_UPSTREAM,        /* 502 */
     CCP_E_UNAVAILABLE,     /* 503 */
     CCP_E_TIMEOUT,         /* 504 */
+    CCP_E_FORBIDDEN,       /* 403: the client's address may not (GET /metrics) */
     CCP_E_COUNT
 } ccp_error_kind;
 

@@ -203,6 +203,7 @@ const ccp_dialect ccp_dialect_openai = {
             [CCP_E_UPSTREAM] = {"server_error", "upstream_unreachable"},
             [CCP_E_UNAVAILABLE] = {"server_error", "overloaded"},
             [CCP_E_TIMEOUT] = {"server_error", "upstream_timeout"},
+            [CCP_E_FORBIDDEN] = {"invalid_request_error", "address_not_allowed"},
         },
     .default_request_headers = NULL,
     .pass_headers = openai_pass,

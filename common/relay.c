@@ -690,7 +690,7 @@ static void serve_metrics(exchange *x)
     if (!x->body_read) ccp_request_drain(&x->req);
     x->body_read = true;
     if (!ccp_netlist_allows(&x->rt->cfg->metrics_allow, x->remote_addr)) {
-        fail(x, CCP_E_PERMISSION, NULL,
+        fail(x, CCP_E_FORBIDDEN, NULL,
              "GET /metrics is served only to the addresses in METRICS_ALLOW; %s is not one of them",
              x->remote_addr[0] ? x->remote_addr : "this client (no REMOTE_ADDR)");
         return;
