@@ -410,3 +410,84 @@ def test_metrics_dashboard_and_rules_query_existing_names(s):
                 exposed.add(n[:-len(suffix)])
     missing = sorted(names - exposed)
     eq(missing, [], "names the dashboard or rules query that /metrics lacks")
+
+
+# ---------------------------------------------------------------- the real Prometheus
+
+def _prom_query(port, expr, at=None):
+    q = "query=" + urllib_quote(expr) + ("&time=%s" % at if at is not None else "")
+    r = request(port, "GET", "/api/v1/query?" + q)
+    check(r.status == 200, "Prometheus query %s: %s %s", expr, r.status, r.body[:300])
+    data = r.json()["data"]["result"]
+    return float(data[0]["value"][1]) if data else None
+
+
+def urllib_quote(s):
+    import urllib.parse
+    return urllib.parse.quote(s, safe="")
+
+
+def test_metrics_promtool_checks_what_ships(s):
+    for args in (["check", "config", str(REPO / "conf" / "prometheus" / "prometheus.yml")],
+                 ["check", "rules", str(REPO / "conf" / "prometheus" / "ccproxy-rules.yml")]):
+        check(shutil.which("promtool"), "promtool missing: make deps installs the prometheus package")
+        r = subprocess.run(["promtool"] + args, capture_output=True, timeout=60)
+        eq(r.returncode, 0, "promtool %s: %s" % (" ".join(args), (r.stdout + r.stderr).decode()[-500:]))
+
+
+def test_metrics_real_prometheus_scrapes_the_stack(s):
+    check(shutil.which("prometheus"), "prometheus missing: make deps installs the prometheus package")
+    claude = s.custom_stack("prom_claude", env={"WORKER_THREADS": "2"})
+    codex = s.custom_stack("prom_codex", env=dict(CODEX_ENV, WORKER_THREADS="2"), service="codex")
+    mc, mx = Mix(claude, CLAUDE), Mix(codex, CODEX)
+    mc.claude("claude-sonnet-4-5", True, behavior="cache=500:20")
+    mc.claude("claude-haiku-4-5", False)
+    mc.claude("claude-haiku-4-5", False, behavior="status=500", status=500, error="status_5xx")
+    mx.codex("gpt-5-codex", True, behavior="reasoning")
+    mx.codex("gpt-5", False)
+    mine = sum(mc.requests.values()) + sum(mx.requests.values())
+    tokens = sum(mc.tokens.values()) + sum(mx.tokens.values())
+    check(tokens > 0, "the mix used tokens")
+
+    pdir = os.path.join(s.tmp, "prometheus")
+    os.makedirs(pdir)
+    shipped = (REPO / "conf" / "prometheus" / "prometheus.yml").read_text()
+    check("127.0.0.1:8001" in shipped and "127.0.0.1:8002" in shipped, "the shipped targets are make run's ports")
+    conf = shipped.replace("127.0.0.1:8001", "127.0.0.1:%d" % claude.port) \
+                  .replace("127.0.0.1:8002", "127.0.0.1:%d" % codex.port) \
+                  .replace("scrape_interval: 15s", "scrape_interval: 1s") \
+                  .replace("evaluation_interval: 15s", "evaluation_interval: 1s") \
+                  .replace("- ccproxy-rules.yml", "- " + str(REPO / "conf" / "prometheus" / "ccproxy-rules.yml"))
+    cpath = os.path.join(pdir, "prometheus.yml")
+    with open(cpath, "w") as f:
+        f.write(conf)
+    port = free_port()
+    log = open(os.path.join(pdir, "prometheus.log"), "ab")
+    p = Proc("prometheus", ["prometheus", "--config.file=" + cpath, "--storage.tsdb.path=" + os.path.join(pdir, "data"),
+                            "--web.listen-address=127.0.0.1:%d" % port], cwd=pdir, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: can_connect(("127.0.0.1", port)) or not p.alive(), 60, what="prometheus")
+        check(p.alive(), "prometheus exited: %s", Stack.file_tail(os.path.join(pdir, "prometheus.log")))
+        # each target's own scrapes are requests too (route /metrics)
+        got = {}
+
+        def settled():
+            t = "%.3f" % time.time()
+            got["all"] = _prom_query(port, "sum(ccproxy_requests_total)", t)
+            got["scrapes"] = _prom_query(port, "sum(count_over_time(up[1h])) - count(up)", t)
+            got["mine"] = _prom_query(port, 'sum(ccproxy_requests_total{route!="/metrics"})', t)
+            got["tokens"] = _prom_query(port, "sum(ccproxy_tokens_total)", t)
+            got["up"] = _prom_query(port, "sum(up)", t)
+            return got["up"] == 2 and got["mine"] == mine and got["tokens"] == tokens
+        try:
+            wait_for(settled, 60, interval=0.5, what="Prometheus to scrape both services")
+        except HarnessError:
+            raise AssertionError("Prometheus answers %r, expected %d requests and %d tokens; log: %s"
+                                 % (got, mine, tokens, Stack.file_tail(os.path.join(pdir, "prometheus.log"), 600)))
+        eq(got["all"], mine + got["scrapes"], "sum(ccproxy_requests_total): the mix plus the earlier scrapes")
+        eq(got["tokens"], tokens, "sum(ccproxy_tokens_total)")
+        ok = _prom_query(port, 'sum(ccproxy_upstream_errors_total{kind="status_5xx"})')
+        eq(ok, 1, "the one upstream 5xx")
+    finally:
+        p.stop(signal.SIGTERM, grace=10)
+        log.close()
