@@ -438,7 +438,7 @@ int ccp_metrics_default_path(int fd, const char *program, ccp_buf *out)
     for (size_t i = 0; i < id.len; i++) h = (h ^ (unsigned char)id.data[i]) * 1099511628211ULL;
     ccp_buf_free(&id);
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    ccp_buf_printf(out, "%s/ccproxy-%s-%016llx.metrics", dir, program, (unsigned long long)h);
+    ccp_buf_printf(out, "%s/%s-%016llx.metrics", dir, program, (unsigned long long)h);
     return CCP_OK;
 }
 

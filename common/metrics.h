@@ -2,7 +2,7 @@
  * on this host, and their Prometheus text exposition (format 0.0.4).
  *
  * The counters live in one file-backed shared segment (METRICS_FILE, by
- * default /dev/shm/ccproxy-<program>-<hash of the listen socket>.metrics)
+ * default /dev/shm/<program>-<hash of the listen socket>.metrics)
  * that each process of the service maps at start-up. The segment holds the
  * label tables (models, adapters, upstreams, request series), each bounded
  * (a value past the bound counts as "other"), and one slot of counters per
@@ -83,7 +83,7 @@ void ccp_metrics_active(ccp_metrics *m, int delta);
 void ccp_metrics_render(ccp_metrics *m, ccp_buf *out);
 
 /* The default segment path for a service whose FastCGI listen socket is
- * fd: /dev/shm/ccproxy-<program>-<hash>.metrics, the hash over the socket's
+ * fd: /dev/shm/<program>-<hash>.metrics, the hash over the socket's
  * address (a unix path without lighttpd's "-<n>" per-process suffix, or
  * the TCP address and port), so that all processes on one socket, and all
  * that lighttpd spawns for one socket name, share it. CCP_ERR when fd is

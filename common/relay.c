@@ -67,7 +67,6 @@ typedef struct exchange {
     char remote_addr[64];
     ccp_usage usage;
     bool stream_open;        /* counted in ccproxy_active_streams */
-    bool upstream_error_noted; /* one upstream error per exchange */
 } exchange;
 
 /* ---- observability ------------------------------------------------------ */
@@ -80,13 +79,12 @@ static const char *exchange_upstream_name(const exchange *x)
     return "default";
 }
 
-/* Every upstream failure of an exchange reaches the metrics through here
- * (the pool's per-attempt failures are to call it too), once per exchange:
- * a 5xx answer that then also breaks is one failure, not two. */
+/* Every upstream failure reaches the metrics through here, one count per
+ * call, under the upstream exchange_upstream_name names (the pool's
+ * per-attempt failures are to call it too, naming the attempt's upstream).
+ * The upstream's error events count once per exchange (at its end). */
 static void note_upstream_error(exchange *x, ccp_upstream_error_kind kind)
 {
-    if (x->upstream_error_noted) return;
-    x->upstream_error_noted = true;
     ccp_metrics *m = x->rt->metrics;
     ccp_metrics_upstream_error(m, ccp_metrics_upstream(m, exchange_upstream_name(x)), kind);
 }
