@@ -1,10 +1,8 @@
 #define _GNU_SOURCE
 #include "usage.h"
 
-#include <json-c/json.h>
+#include <stdio.h>
 #include <string.h>
-
-#include "json_text.h"
 
 static const char *const kind_names[CCP_TOKEN_KINDS] = {"input", "output", "cache_read", "cache_creation",
                                                         "reasoning"};
@@ -25,74 +23,252 @@ void ccp_usage_free(ccp_usage *u)
     ccp_sse_event_free(&u->scratch);
 }
 
-/* A count in obj[key], when it is a whole number; clamped. */
-static bool count_of(json_object *obj, const char *key, long long *out)
+/* ---- the usage object, read in place -------------------------------------
+ *
+ * Only the usage object is read, with a scanner that allocates nothing: a
+ * json-c tree of the whole event (a response.completed repeats the whole
+ * answer) cost more than the rest of the relaying. An unescaped
+ * "usage":{ can only be a key (a quote inside a JSON string is escaped),
+ * and the usage object is the last one in every answer shape of both APIs
+ * (message_start.message, message_delta, the Message, response), so the
+ * last such key is taken. The object must be well formed up to its closing
+ * brace; anything else is no report at all. */
+
+/* The counts a usage object names; has: a bit per field present. */
+enum { F_INPUT, F_OUTPUT, F_CACHE_READ, F_CACHE_CREATION, F_CACHED, F_REASONING, F_COUNT };
+
+typedef struct report {
+    long long v[F_COUNT];
+    unsigned has;
+} report;
+
+typedef struct cursor {
+    const char *p, *end;
+} cursor;
+
+#define MAX_DEPTH 16
+
+static void ws(cursor *c)
 {
-    json_object *v;
-    if (!obj || !json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_int)) return false;
-    long long n = (long long)json_object_get_int64(v);
-    *out = n < 0 ? 0 : n > CCP_USAGE_MAX ? CCP_USAGE_MAX : n;
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+static bool eat(cursor *c, char ch)
+{
+    ws(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return true;
+    }
+    return false;
+}
+
+/* A string at c->p (its opening quote); [*s, *n) its raw contents. */
+static bool string(cursor *c, const char **s, size_t *n)
+{
+    ws(c);
+    if (c->p >= c->end || *c->p != '"') return false;
+    const char *b = ++c->p;
+    while (c->p < c->end && *c->p != '"') {
+        if ((unsigned char)*c->p < 0x20) return false;
+        c->p += *c->p == '\\' ? 2 : 1;
+    }
+    if (c->p >= c->end) return false;
+    *s = b;
+    *n = (size_t)(c->p - b);
+    c->p++;
     return true;
 }
 
-static json_object *member(json_object *obj, const char *key, json_type type)
+/* A whole number, clamped; *is_int false for a fraction or exponent
+ * (such a value is not a count; it is skipped). */
+static bool number(cursor *c, long long *out, bool *is_int)
 {
-    json_object *v;
-    if (!obj || !json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, type)) return NULL;
-    return v;
+    ws(c);
+    bool neg = c->p < c->end && *c->p == '-';
+    if (neg) c->p++;
+    if (c->p >= c->end || *c->p < '0' || *c->p > '9') return false;
+    long long v = 0;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+        if (v <= CCP_USAGE_MAX) v = v * 10 + (*c->p - '0');
+        c->p++;
+    }
+    *is_int = true;
+    if (c->p < c->end && (*c->p == '.' || *c->p == 'e' || *c->p == 'E')) {
+        *is_int = false;
+        if (*c->p == '.') {
+            c->p++;
+            if (c->p >= c->end || *c->p < '0' || *c->p > '9') return false;
+            while (c->p < c->end && *c->p >= '0' && *c->p <= '9') c->p++;
+        }
+        if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+            c->p++;
+            if (c->p < c->end && (*c->p == '+' || *c->p == '-')) c->p++;
+            if (c->p >= c->end || *c->p < '0' || *c->p > '9') return false;
+            while (c->p < c->end && *c->p >= '0' && *c->p <= '9') c->p++;
+        }
+    }
+    *out = neg ? 0 : v > CCP_USAGE_MAX ? CCP_USAGE_MAX : v;
+    return true;
 }
+
+static bool word(cursor *c, const char *w)
+{
+    ws(c);
+    size_t n = strlen(w);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, w, n) != 0) return false;
+    c->p += n;
+    return true;
+}
+
+static bool object(cursor *c, report *r, int field_base, int depth);
+
+/* Any value, checked and passed over. */
+static bool skip_value(cursor *c, int depth)
+{
+    if (depth > MAX_DEPTH) return false;
+    ws(c);
+    if (c->p >= c->end) return false;
+    const char *s;
+    size_t n;
+    long long v;
+    bool is_int;
+    switch (*c->p) {
+    case '"': return string(c, &s, &n);
+    case '{': return object(c, NULL, -1, depth + 1);
+    case '[':
+        c->p++;
+        if (eat(c, ']')) return true;
+        do {
+            if (!skip_value(c, depth + 1)) return false;
+        } while (eat(c, ','));
+        return eat(c, ']');
+    case 't': return word(c, "true");
+    case 'f': return word(c, "false");
+    case 'n': return word(c, "null");
+    default: return number(c, &v, &is_int);
+    }
+}
+
+static bool key_is(const char *s, size_t n, const char *want)
+{
+    return strlen(want) == n && memcmp(s, want, n) == 0;
+}
+
+/* Which report field a key of the usage object (field_base 0) or of one of
+ * its details objects (field_base F_CACHED, F_REASONING) fills; -1 none. */
+static int field_of(int field_base, const char *s, size_t n)
+{
+    if (field_base == 0) {
+        if (key_is(s, n, "input_tokens")) return F_INPUT;
+        if (key_is(s, n, "output_tokens")) return F_OUTPUT;
+        if (key_is(s, n, "cache_read_input_tokens")) return F_CACHE_READ;
+        if (key_is(s, n, "cache_creation_input_tokens")) return F_CACHE_CREATION;
+    } else if (field_base == F_CACHED && key_is(s, n, "cached_tokens")) {
+        return F_CACHED;
+    } else if (field_base == F_REASONING && key_is(s, n, "reasoning_tokens")) {
+        return F_REASONING;
+    }
+    return -1;
+}
+
+/* An object; r NULL: only checked and passed over. A repeated key: the
+ * last one counts (as json-c keeps it). */
+static bool object(cursor *c, report *r, int field_base, int depth)
+{
+    if (depth > MAX_DEPTH || !eat(c, '{')) return false;
+    if (eat(c, '}')) return true;
+    do {
+        const char *k;
+        size_t kn;
+        if (!string(c, &k, &kn) || !eat(c, ':')) return false;
+        int f = r ? field_of(field_base, k, kn) : -1;
+        int sub = !r || field_base ? -1
+                  : key_is(k, kn, "input_tokens_details") ? F_CACHED
+                  : key_is(k, kn, "output_tokens_details") ? F_REASONING
+                                                            : -1;
+        ws(c);
+        if (f >= 0 && c->p < c->end && (*c->p == '-' || (*c->p >= '0' && *c->p <= '9'))) {
+            long long v;
+            bool is_int;
+            if (!number(c, &v, &is_int)) return false;
+            if (is_int) {
+                r->v[f] = v;
+                r->has |= 1u << f;
+            } else {
+                r->has &= ~(1u << f);
+            }
+        } else if (sub >= 0 && c->p < c->end && *c->p == '{') {
+            if (!object(c, r, sub, depth + 1)) return false;
+        } else {
+            if (f >= 0) r->has &= ~(1u << f);
+            if (!skip_value(c, depth)) return false;
+        }
+    } while (eat(c, ','));
+    return eat(c, '}');
+}
+
+/* The last "usage": { ... } of p[0..n), read into r. */
+static bool find_usage(const char *p, size_t n, report *r)
+{
+    static const char key[] = "\"usage\"";
+    const char *last = NULL;
+    for (const char *at = p, *hit; (hit = memmem(at, (size_t)(p + n - at), key, sizeof key - 1)) != NULL;
+         at = hit + 1) {
+        cursor c = {hit + sizeof key - 1, p + n};
+        if (eat(&c, ':') && eat(&c, '{')) last = c.p - 1;
+    }
+    if (!last) return false;
+    cursor c = {last, p + n};
+    memset(r, 0, sizeof *r);
+    return object(&c, r, 0, 0);
+}
+
+#define HAS(r, f) ((r)->has & (1u << (f)))
 
 /* The Messages API's usage object: already disjoint kinds. Each count it
  * names replaces the one seen before. */
-static void messages_usage(ccp_usage *u, json_object *usage)
+static void messages_usage(ccp_usage *u, const report *r)
 {
-    if (!usage) return;
     static const struct {
-        const char *key;
+        int field;
         ccp_token_kind kind;
     } fields[] = {
-        {"input_tokens", CCP_TOKENS_INPUT},
-        {"output_tokens", CCP_TOKENS_OUTPUT},
-        {"cache_read_input_tokens", CCP_TOKENS_CACHE_READ},
-        {"cache_creation_input_tokens", CCP_TOKENS_CACHE_CREATION},
+        {F_INPUT, CCP_TOKENS_INPUT},
+        {F_OUTPUT, CCP_TOKENS_OUTPUT},
+        {F_CACHE_READ, CCP_TOKENS_CACHE_READ},
+        {F_CACHE_CREATION, CCP_TOKENS_CACHE_CREATION},
     };
-    long long n;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (count_of(usage, fields[i].key, &n)) {
-            u->tokens[fields[i].kind] = n;
+        if (HAS(r, fields[i].field)) {
+            u->tokens[fields[i].kind] = r->v[fields[i].field];
             u->seen = true;
         }
 }
 
 /* The Responses API's usage object: input counts the cached part and output
  * the reasoning part; both are split out. */
-static void responses_usage(ccp_usage *u, json_object *usage)
+static void responses_usage(ccp_usage *u, const report *r)
 {
-    if (!usage) return;
-    long long in = 0, out = 0, cached = 0, reasoning = 0;
-    bool has_in = count_of(usage, "input_tokens", &in), has_out = count_of(usage, "output_tokens", &out);
-    count_of(member(usage, "input_tokens_details", json_type_object), "cached_tokens", &cached);
-    bool has_r = count_of(member(usage, "output_tokens_details", json_type_object), "reasoning_tokens", &reasoning);
-    if (!has_in && !has_out) return;
+    if (!HAS(r, F_INPUT) && !HAS(r, F_OUTPUT)) return;
+    long long in = HAS(r, F_INPUT) ? r->v[F_INPUT] : 0, out = HAS(r, F_OUTPUT) ? r->v[F_OUTPUT] : 0;
+    long long cached = HAS(r, F_CACHED) ? r->v[F_CACHED] : 0, reasoning = HAS(r, F_REASONING) ? r->v[F_REASONING] : 0;
     if (cached > in) cached = in;
     if (reasoning > out) reasoning = out;
     u->tokens[CCP_TOKENS_INPUT] = in - cached;
     u->tokens[CCP_TOKENS_CACHE_READ] = cached;
     u->tokens[CCP_TOKENS_OUTPUT] = out - reasoning;
     u->tokens[CCP_TOKENS_REASONING] = reasoning;
-    u->reasoning_seen = u->reasoning_seen || has_r;
+    u->reasoning_seen = u->reasoning_seen || HAS(r, F_REASONING);
     u->seen = true;
 }
 
-static json_object *parse(const char *p, size_t n)
+static void read_usage(ccp_usage *u, const char *p, size_t n)
 {
-    json_object *obj = NULL;
-    if (ccp_json_parse(p, n, &obj, NULL, NULL) != CCP_JSON_OK) return NULL;
-    if (!json_object_is_type(obj, json_type_object)) {
-        json_object_put(obj);
-        return NULL;
-    }
-    return obj;
+    report r;
+    if (!find_usage(p, n, &r)) return;
+    if (u->api == CCP_USAGE_MESSAGES) messages_usage(u, &r);
+    else responses_usage(u, &r);
 }
 
 static bool name_is(const char *name, size_t len, const char *want)
@@ -116,48 +292,28 @@ static event_class classify(const ccp_usage *u, const char *name, size_t len)
     return name_is(name, len, "message") ? EV_UNNAMED : EV_OTHER;
 }
 
-/* The data's "type", for an event without an "event:" line (some relays
- * send data lines only): a byte search first, the parse only on a hit. */
-static bool unnamed_may_matter(const ccp_usage *u, const char *data, size_t n)
+/* An event without an "event:" line (some relays send data lines only):
+ * its "type" member, found as "type":"<name>" (the APIs' compact JSON), is
+ * its name. */
+static event_class classify_unnamed(const ccp_usage *u, const char *data, size_t n)
 {
-    static const char *const messages[] = {"\"message_start\"", "\"message_delta\"", "\"error\"", NULL};
-    static const char *const responses[] = {"\"response.completed\"", "\"response.incomplete\"",
-                                            "\"response.failed\"", "\"error\"", NULL};
-    for (const char *const *w = u->api == CCP_USAGE_MESSAGES ? messages : responses; *w; w++)
-        if (memmem(data, n, *w, strlen(*w))) return true;
-    return false;
-}
-
-static void usage_of(ccp_usage *u, json_object *data)
-{
-    if (u->api == CCP_USAGE_MESSAGES) {
-        messages_usage(u, member(data, "usage", json_type_object));
-        messages_usage(u, member(member(data, "message", json_type_object), "usage", json_type_object));
-    } else {
-        json_object *resp = member(data, "response", json_type_object);
-        responses_usage(u, member(resp ? resp : data, "usage", json_type_object));
+    static const char *const messages[] = {"message_start", "message_delta", "error", NULL};
+    static const char *const responses[] = {"response.completed", "response.incomplete", "response.failed", "error",
+                                            NULL};
+    char want[48];
+    for (const char *const *w = u->api == CCP_USAGE_MESSAGES ? messages : responses; *w; w++) {
+        int len = snprintf(want, sizeof want, "\"type\":\"%s\"", *w);
+        if (memmem(data, n, want, (size_t)len)) return classify(u, *w, strlen(*w));
     }
+    return EV_OTHER;
 }
 
 void ccp_usage_event(ccp_usage *u, const char *name, size_t name_len, const char *data, size_t data_len)
 {
     event_class c = classify(u, name, name_len);
-    if (c == EV_OTHER || (c == EV_UNNAMED && !unnamed_may_matter(u, data, data_len))) return;
-    if (c == EV_ERROR) {
-        u->error_event = true;
-        return;
-    }
-    json_object *obj = parse(data, data_len);
-    if (!obj) return;
-    if (c == EV_UNNAMED) {
-        /* Classified by its "type" instead of its name. */
-        json_object *t = member(obj, "type", json_type_string);
-        const char *type = t ? json_object_get_string(t) : "";
-        c = classify(u, type, strlen(type));
-        if (c == EV_ERROR) u->error_event = true;
-    }
-    if (c == EV_USAGE) usage_of(u, obj);
-    json_object_put(obj);
+    if (c == EV_UNNAMED) c = classify_unnamed(u, data, data_len);
+    if (c == EV_ERROR) u->error_event = true;
+    if (c == EV_USAGE) read_usage(u, data, data_len);
 }
 
 /* Start of the line holding p[at] within p[0..n). */
@@ -224,9 +380,5 @@ void ccp_usage_scan(ccp_usage *u, const char *p, size_t n)
 
 void ccp_usage_body(ccp_usage *u, const char *body, size_t n)
 {
-    json_object *obj = parse(body, n);
-    if (!obj) return;
-    if (u->api == CCP_USAGE_MESSAGES) messages_usage(u, member(obj, "usage", json_type_object));
-    else responses_usage(u, member(obj, "usage", json_type_object));
-    json_object_put(obj);
+    read_usage(u, body, n);
 }

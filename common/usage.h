@@ -4,9 +4,11 @@
  * The Messages API reports usage in message_start (message.usage) and in
  * the final message_delta (usage), or in a non-stream body's "usage"; the
  * Responses API in response.completed / response.incomplete (response.usage)
- * or a non-stream body's "usage". Only those events are parsed: every other
+ * or a non-stream body's "usage". Only those events are read: every other
  * event is recognised by its name alone (an SSE "event:" line), so the cost
- * on the stream is a byte search per event.
+ * on the stream is a byte search per event; of those, only the usage object
+ * is read, in place, without building a JSON tree (the last "usage":{ key,
+ * which must be a well-formed object up to its closing brace).
  *
  * Kinds are disjoint, so their sum is the tokens the exchange used:
  * input excludes cache reads and cache writes (the Responses API's
