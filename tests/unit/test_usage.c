@@ -233,6 +233,24 @@ static void test_bad_values_are_ignored_or_clamped(void **state)
     expect(&u, 0, 0, 3, 0, 2);
     ccp_usage_free(&u);
 
+    /* The last usage object is the answer's own (a tool's input may hold
+     * one before it); strings with escaped quotes and braces, arrays and
+     * nested objects inside it are passed over; a repeated key: the last. */
+    ccp_usage_init(&u, CCP_USAGE_MESSAGES);
+    const char *b = "{\"content\":[{\"type\":\"tool_use\",\"input\":{\"usage\":{\"input_tokens\":999}}}],"
+                    "\"usage\" : { \"note\":\"a\\\"}b\", \"list\":[1,{\"x\":[]},\"]\"], \"server_tool_use\":"
+                    "{\"web_search_requests\":2}, \"input_tokens\":3, \"output_tokens\":1, \"output_tokens\":8,"
+                    " \"cache_read_input_tokens\":null }}";
+    ccp_usage_body(&u, b, strlen(b));
+    expect(&u, 3, 8, 0, 0, 0);
+    ccp_usage_free(&u);
+    /* A usage object cut before its closing brace is no report. */
+    ccp_usage_init(&u, CCP_USAGE_MESSAGES);
+    const char *cut = "{\"usage\":{\"input_tokens\":3,\"output_tokens\":8";
+    ccp_usage_body(&u, cut, strlen(cut));
+    assert_false(u.seen);
+    ccp_usage_free(&u);
+
     /* Events of the other API are nobody's usage. */
     ccp_usage_init(&u, CCP_USAGE_RESPONSES);
     const char *m = "event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":2}}}\n\n";
