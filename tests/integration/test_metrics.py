@@ -466,7 +466,15 @@ def test_metrics_real_prometheus_scrapes_the_stack(s):
     p = Proc("prometheus", ["prometheus", "--config.file=" + cpath, "--storage.tsdb.path=" + os.path.join(pdir, "data"),
                             "--web.listen-address=127.0.0.1:%d" % port], cwd=pdir, stdout=log, stderr=log)
     try:
-        wait_for(lambda: can_connect(("127.0.0.1", port)) or not p.alive(), 60, what="prometheus")
+        def ready():
+            if not p.alive():
+                return True
+            try:
+                return request(port, "GET", "/-/ready", timeout=5).status == 200
+            except OSError:
+                return False
+        # it listens before its storage is open (503 until then)
+        wait_for(ready, 60, interval=0.2, what="prometheus ready")
         check(p.alive(), "prometheus exited: %s", Stack.file_tail(os.path.join(pdir, "prometheus.log")))
         # each target's own scrapes are requests too (route /metrics)
         got = {}
