@@ -471,7 +471,7 @@ def test_metrics_real_prometheus_scrapes_the_stack(s):
                 return True
             try:
                 return request(port, "GET", "/-/ready", timeout=5).status == 200
-            except OSError:
+            except (OSError, EOFError):
                 return False
         # it listens before its storage is open (503 until then)
         wait_for(ready, 60, interval=0.2, what="prometheus ready")
