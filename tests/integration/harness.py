@@ -17,6 +17,7 @@ import subprocess as _sp
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -787,6 +788,26 @@ class Stack:
         if getattr(self, "_listen", None) is not None:
             self._listen.close()
             self._listen = None
+        remove_counters_files(self)
+
+
+COUNTERS_LINE = re.compile(r'"event":"metrics".*?counters shared through (/[^"]+\.metrics)"')
+
+
+def remove_counters_files(st):
+    """The shared counters files the stack's responders named at start-up: a responder
+    that was killed leaves its file (a dead process keeps its counts), which the next
+    stack, on another socket, never reuses."""
+    try:
+        texts = [t for _, t in st.all_logs()]
+    except Exception:
+        return
+    for t in texts:
+        for path in set(COUNTERS_LINE.findall(t)):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------- lighttpd
@@ -1082,6 +1103,7 @@ class LighttpdStack(Stack):
         for f in ("_stderr", "_nginx_out"):
             if hasattr(self, f):
                 getattr(self, f).close()
+        remove_counters_files(self)
 
 
 # --------------------------------------------------------------------------- CGI
