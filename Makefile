@@ -53,7 +53,7 @@ all: deps-quiet $(PROGRAMS)
 
 # ---- dependencies -----------------------------------------------------------
 DEB_PACKAGES := pkg-config libfcgi-dev libcurl4-openssl-dev libjson-c-dev libssl-dev libcmocka-dev \
-                nginx-light lighttpd spawn-fcgi curl openssl python3
+                nginx-light lighttpd spawn-fcgi curl openssl python3 prometheus
 deps:
 	@scripts/deps.sh $(DEB_PACKAGES)
 deps-quiet:

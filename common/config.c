@@ -192,6 +192,7 @@ typedef enum {
     KIND_PATH,         /* a URL path prefix: "" or "/prefix" */
     KIND_LIST,         /* a comma list (CORS_ALLOW_ORIGINS) */
     KIND_KEYS,         /* the client key list, kept as SHA-256 digests */
+    KIND_NETS,         /* addresses and CIDR blocks (netlist), text_default when unset */
 } var_kind;
 
 /* The C type of an int variable's field. */
@@ -225,6 +226,8 @@ static const choice log_levels[] = {{"debug", CCP_LOG_DEBUG},   {"info", CCP_LOG
                                     {"warning", CCP_LOG_WARNING}, {"error", CCP_LOG_ERROR},
                                     {"warn", CCP_LOG_WARNING},    {"critical", CCP_LOG_ERROR},
                                     {NULL, 0}};
+static const choice switches[] = {{"0", 0}, {"1", 1}, {"false", 0}, {"true", 1}, {"off", 0},
+                                  {"on", 1},  {"no", 0}, {"yes", 1},   {NULL, 0}};
 static const choice log_formats[] = {{"json", CCP_LOG_JSON}, {"console", CCP_LOG_CONSOLE}, {NULL, 0}};
 
 static long port_default(const ccp_config *cfg, const ccp_config_names *names)
@@ -315,6 +318,12 @@ static const ccp_config_var vars[] = {
      .doc = "default tools the merge_tools step puts first"},
     {"CODEX_ENV_CWD", .kind = KIND_STRING, .field = F(codex_env_cwd), .text_default = "/workspace",
      .doc = "the directory the env_context step names"},
+    {"METRICS_ALLOW", .kind = KIND_NETS, .field = F(metrics_allow), .text_default = "127.0.0.0/8,::1",
+     .doc = "addresses and CIDR blocks that may GET /metrics"},
+    {"METRICS_FILE", .kind = KIND_STRING, .field = F(metrics_file),
+     .doc = "the counters file every process of the service maps"},
+    {"TRUST_REQUEST_ID", .kind = KIND_CHOICE, .field = F(trust_request_id), .choices = switches,
+     .allowed = "expected 0 or 1", .doc = "1: a front's x-request-id becomes the request id"},
 };
 
 #undef F
@@ -350,6 +359,7 @@ const char *ccp_config_var_doc(size_t i)
 
 #define FIELD(cfg, v, type) ((type *)((char *)(cfg) + (v)->field))
 #define CFIELD(cfg, v, type) ((const type *)((const char *)(cfg) + (v)->field))
+#define CCFIELD_NETS(cfg, v) CFIELD(cfg, v, ccp_netlist)
 
 static void set_int(ccp_config *cfg, const ccp_config_var *v, long n)
 {
@@ -516,6 +526,16 @@ static void load_var(source *src, ccp_config *cfg, const ccp_config_var *v, cons
             if (strcmp(cfg->cors_origins[i], "*") == 0) cfg->cors_any = true;
         break;
     case KIND_KEYS: load_access_keys(src, cfg, text); break;
+    case KIND_NETS: {
+        ccp_buf why = {0};
+        const char *t = text ? text : v->text_default;
+        if (ccp_netlist_parse(FIELD(cfg, v, ccp_netlist), t, strlen(t), &why) != CCP_OK) {
+            bad(src, name, t, why.data);
+            ccp_netlist_parse(FIELD(cfg, v, ccp_netlist), v->text_default, strlen(v->text_default), &why);
+        }
+        ccp_buf_free(&why);
+        break;
+    }
     }
 }
 
@@ -625,6 +645,9 @@ void ccp_config_describe(const ccp_config *cfg, const ccp_config_names *names, c
         case KIND_SECONDS_CEIL: ccp_buf_printf(out, "%s\"%s\":%ld", first ? "" : ",", key, *CFIELD(cfg, v, long)); break;
         case KIND_LIST: ccp_buf_printf(out, "%s\"%s\":%zu", first ? "" : ",", key, cfg->cors_count); break;
         case KIND_KEYS: ccp_buf_printf(out, "%s\"%s\":%zu", first ? "" : ",", key, cfg->access_count); break;
+        case KIND_NETS:
+            ccp_buf_printf(out, "%s\"%s\":%zu", first ? "" : ",", key, CCFIELD_NETS(cfg, v)->count);
+            break;
         }
     }
     ccp_buf_free(&url);
@@ -674,6 +697,7 @@ void ccp_config_print_env(const ccp_config *cfg, const ccp_config_names *names, 
             break;
         case KIND_LIST:
         case KIND_KEYS: value = NULL; break; /* unset: empty */
+        case KIND_NETS: value = v->text_default; break;
         }
         print_assignment(out, name, value);
     }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "netlist.h"
 #include "status.h" /* CCP_OK, CCP_ERR: kept here for those that include only config.h */
 
 typedef enum { CCP_ENV_PRODUCTION, CCP_ENV_TEST } ccp_environment;
@@ -75,6 +76,9 @@ typedef struct ccp_config {
     char *codex_tools_file;        /* NULL: the built-in conf/codex_tools.json */
     char *codex_env_cwd;           /* directory named in the env_context message */
     char *session_secret; /* NULL: none */
+    ccp_netlist metrics_allow; /* who may GET /metrics (REMOTE_ADDR) */
+    char *metrics_file;        /* NULL: derived from the listen socket (ccp_metrics_default_path) */
+    int trust_request_id;      /* 1: an incoming x-request-id is the request's id */
     char *env_file;       /* the .env actually read, or NULL */
     char **given;         /* per table row: the text given (environment or .env), NULL: unset */
 } ccp_config;

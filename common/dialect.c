@@ -7,7 +7,7 @@ static const int status_of[CCP_E_COUNT] = {
     [CCP_E_INVALID_REQUEST] = 400, [CCP_E_AUTH] = 401,     [CCP_E_PERMISSION] = 403,
     [CCP_E_NOT_FOUND] = 404,       [CCP_E_METHOD] = 405,   [CCP_E_TOO_LARGE] = 413,
     [CCP_E_UPGRADE] = 426,         [CCP_E_INTERNAL] = 500,        [CCP_E_UPSTREAM] = 502, [CCP_E_UNAVAILABLE] = 503,
-    [CCP_E_TIMEOUT] = 504,
+    [CCP_E_TIMEOUT] = 504,         [CCP_E_FORBIDDEN] = 403,
 };
 
 int ccp_error_status(ccp_error_kind kind)
@@ -68,9 +68,11 @@ const ccp_dialect ccp_dialect_anthropic = {
             [CCP_E_UPSTREAM] = {"api_error", NULL},
             [CCP_E_UNAVAILABLE] = {"overloaded_error", NULL},
             [CCP_E_TIMEOUT] = {"api_error", NULL},
+            [CCP_E_FORBIDDEN] = {"permission_error", NULL},
         },
     .default_request_headers = anthropic_defaults,
     .pass_headers = anthropic_pass,
+    .usage_api = CCP_USAGE_MESSAGES,
     .pass_header_prefixes = anthropic_pass_prefixes,
     .native_auth_style = CCP_AUTH_X_API_KEY,
     .accepts_x_api_key = true,

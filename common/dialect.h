@@ -12,6 +12,7 @@
 #include "config.h"
 #include "http.h"
 #include "sse.h"
+#include "usage.h"
 
 /* Errors the proxy itself produces; each dialect names them its own way. */
 typedef enum {
@@ -26,6 +27,7 @@ typedef enum {
     CCP_E_UPSTREAM,        /* 502 */
     CCP_E_UNAVAILABLE,     /* 503 */
     CCP_E_TIMEOUT,         /* 504 */
+    CCP_E_FORBIDDEN,       /* 403: the client's address may not (GET /metrics) */
     CCP_E_COUNT
 } ccp_error_kind;
 
@@ -88,6 +90,8 @@ typedef struct ccp_dialect {
     /* The request field that holds the conversation ("messages", "input"):
      * its length is the message count the log line shows. */
     const char *conversation_field;
+    /* How the answers of this API report their token usage. */
+    ccp_usage_api usage_api;
 
     void (*error_body)(const struct ccp_dialect *d, ccp_buf *out, ccp_error_kind kind, const char *message);
     /* The SSE event that ends a stream that failed after it started. */

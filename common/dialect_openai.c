@@ -203,6 +203,7 @@ const ccp_dialect ccp_dialect_openai = {
             [CCP_E_UPSTREAM] = {"server_error", "upstream_unreachable"},
             [CCP_E_UNAVAILABLE] = {"server_error", "overloaded"},
             [CCP_E_TIMEOUT] = {"server_error", "upstream_timeout"},
+            [CCP_E_FORBIDDEN] = {"invalid_request_error", "address_not_allowed"},
         },
     .default_request_headers = NULL,
     .pass_headers = openai_pass,
@@ -218,6 +219,7 @@ const ccp_dialect ccp_dialect_openai = {
     .error_body = openai_error_body,
     .stream_error_event = openai_stream_error,
     .inspect_event = openai_inspect_event,
+    .usage_api = CCP_USAGE_RESPONSES,
     .aggregate_event = openai_aggregate_event,
     .upstream_url = openai_url,
 };

@@ -141,6 +141,23 @@ static void body_field(ccp_buf *b, const char *k, const char *truncated_key, con
     if (n < len) field_raw(b, truncated_key, "true");
 }
 
+/* "usage":{"input":..,"output":..,"cache_read":..,"cache_creation":..},
+ * with "reasoning" when the upstream named it; console: usage=in/out/... */
+static void usage_field(ccp_buf *b, const ccp_usage *u)
+{
+    const long long *t = u->tokens;
+    if (format == CCP_LOG_JSON) {
+        ccp_buf_printf(b, ",\"usage\":{\"input\":%lld,\"output\":%lld,\"cache_read\":%lld,\"cache_creation\":%lld",
+                       t[CCP_TOKENS_INPUT], t[CCP_TOKENS_OUTPUT], t[CCP_TOKENS_CACHE_READ], t[CCP_TOKENS_CACHE_CREATION]);
+        if (u->reasoning_seen) ccp_buf_printf(b, ",\"reasoning\":%lld", t[CCP_TOKENS_REASONING]);
+        ccp_buf_append_char(b, '}');
+    } else {
+        ccp_buf_printf(b, " usage=input:%lld,output:%lld,cache_read:%lld,cache_creation:%lld", t[CCP_TOKENS_INPUT],
+                       t[CCP_TOKENS_OUTPUT], t[CCP_TOKENS_CACHE_READ], t[CCP_TOKENS_CACHE_CREATION]);
+        if (u->reasoning_seen) ccp_buf_printf(b, ",reasoning:%lld", t[CCP_TOKENS_REASONING]);
+    }
+}
+
 void ccp_log_request(const ccp_request_log *r)
 {
     ccp_log_level level = r->status >= 500 ? CCP_LOG_ERROR : r->status >= 400 ? CCP_LOG_WARNING : CCP_LOG_INFO;
@@ -161,6 +178,10 @@ void ccp_log_request(const ccp_request_log *r)
     field_raw(&b, "duration_ms", "%.2f", r->duration_ms);
     if (r->ttfb_ms >= 0) field_raw(&b, "upstream_ttfb_ms", "%.2f", r->ttfb_ms);
     field_raw(&b, "bytes_out", "%zu", r->bytes_out);
+    if (r->bytes_in) field_raw(&b, "bytes_in", "%zu", r->bytes_in);
+    if (r->request_id) field_cstr(&b, "request_id", r->request_id);
+    if (r->upstream_request_id) field_cstr(&b, "upstream_request_id", r->upstream_request_id);
+    if (r->usage) usage_field(&b, r->usage);
     if (r->key_fp) field_cstr(&b, "key_fp", r->key_fp);
     if (r->upstream) field_cstr(&b, "upstream", r->upstream);
     if (r->attempts > 0) field_raw(&b, "attempts", "%d", r->attempts);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "usage.h"
 
 void ccp_log_init(const ccp_config *cfg, const char *service);
 
@@ -41,6 +42,10 @@ typedef struct ccp_request_log {
     size_t request_body_len;
     const char *response_body;  /* only logged when ENVIRONMENT=test */
     size_t response_body_len;
+    const char *request_id;          /* x-ccproxy-request-id; NULL: none */
+    const char *upstream_request_id; /* the upstream's request-id / x-request-id; NULL: none */
+    size_t bytes_in;                 /* body bytes from the upstream */
+    const ccp_usage *usage;          /* NULL: the upstream reported none */
 } ccp_request_log;
 
 void ccp_log_request(const ccp_request_log *r);

@@ -13,6 +13,7 @@
 #include "json_text.h"
 #include "log.h"
 #include "pool.h"
+#include "reqid.h"
 #include "sse.h"
 
 /* How the upstream's answer reaches the client, decided by its headers. */
@@ -91,7 +92,34 @@ typedef struct exchange {
     ccp_buf attempt_url;
     ccp_buf attempt_body;     /* the body with this upstream's model name */
     ccp_buf failover;         /* "a: 529, b: timeout" */
+    /* Observability: the id every response carries, the upstream's own id,
+     * what the upstream said it used, and what the metrics were told. */
+    char request_id[CCP_REQID_MAX + 1];
+    char upstream_request_id[129];
+    char remote_addr[64];
+    ccp_usage usage;
+    bool stream_open;        /* counted in ccproxy_active_streams */
+    bool error_event_counted; /* the committed stream's first event was an error, counted as the attempt's */
 } exchange;
+
+/* ---- observability ------------------------------------------------------ */
+
+/* The upstream label of this exchange's transfer: the pool's upstream of
+ * the running (or last) attempt. */
+static const char *exchange_upstream_name(const exchange *x)
+{
+    return x->upstream_name ? x->upstream_name : "default";
+}
+
+/* Every upstream failure reaches the metrics through here, one count per
+ * call, under the upstream of the attempt that failed: a failed attempt
+ * once (note_attempt_failure), a committed answer's failure once (at its
+ * end), and an error event inside a committed stream once per exchange. */
+static void note_upstream_error(exchange *x, ccp_upstream_error_kind kind)
+{
+    ccp_metrics *m = x->rt->metrics;
+    ccp_metrics_upstream_error(m, ccp_metrics_upstream(m, exchange_upstream_name(x)), kind);
+}
 
 
 /* ---- errors: the one finish path for failures ----------------------- */
@@ -101,7 +129,12 @@ typedef struct exchange {
 static int emit_to_client(void *ctx, const char *p, size_t n)
 {
     exchange *x = ctx;
-    if (!x->d->inspect_event) return ccp_response_write(&x->res, p, n);
+    if (!x->d->inspect_event) {
+        int written = ccp_response_write(&x->res, p, n);
+        /* Read after the bytes went out: the client never waits for it. */
+        ccp_usage_scan(&x->usage, p, n);
+        return written;
+    }
     ccp_buf replaced = {0};
     int rc = 0;
     size_t pass_from = 0, at = 0;
@@ -118,6 +151,7 @@ static int emit_to_client(void *ctx, const char *p, size_t n)
     }
     if (rc == 0 && pass_from < n) rc = ccp_response_write(&x->res, p + pass_from, n - pass_from);
     ccp_buf_free(&replaced);
+    ccp_usage_scan(&x->usage, p, n);
     return rc;
 }
 
@@ -136,6 +170,9 @@ static int emit_to_aggregate(void *ctx, const char *p, size_t n)
             return -1;
         }
         x->d->aggregate_event(x->d, &x->agg, &x->event);
+        if (x->event.has_data)
+            ccp_usage_event(&x->usage, x->event.name.data ? x->event.name.data : "", x->event.name.len,
+                            x->event.data.data, x->event.data.len);
         at += used;
     }
     return 0;
@@ -239,7 +276,7 @@ static void cors_headers(exchange *x)
     ccp_headers_add(&x->cors, "Access-Control-Allow-Origin", origin);
     ccp_headers_add(&x->cors, "Vary", "Origin");
     ccp_headers_add(&x->cors, "Access-Control-Expose-Headers",
-                    "request-id, x-request-id, retry-after, retry-after-ms, x-should-retry");
+                    "request-id, x-request-id, x-ccproxy-request-id, retry-after, retry-after-ms, x-should-retry");
     x->res.extra = &x->cors;
 }
 
@@ -386,12 +423,15 @@ static void build_upstream_headers(exchange *x, ccp_headers *out, bool has_body)
  * Content-Length when it gave one) and is cut off if it fails. */
 #define HOLD_MAX_BYTES ((size_t)8 << 20)
 
-/* Sends the held status, headers and body; from here on the answer streams. */
-static int release_held(exchange *x)
+/* Sends the held status, headers and body; from here on the answer streams.
+ * complete: the held body is the whole answer, whose usage is read once it
+ * went out. */
+static int release_held(exchange *x, bool complete)
 {
     x->mode = ANSWER_PASS;
     int rc = ccp_response_begin(&x->res, x->held_status, &x->answer_headers);
     if (rc == 0 && x->held.len) rc = ccp_response_write(&x->res, x->held.data, x->held.len);
+    if (complete && x->held_status >= 200 && x->held_status < 300) ccp_usage_body(&x->usage, x->held.data, x->held.len);
     ccp_buf_free(&x->held);
     return rc;
 }
@@ -404,8 +444,20 @@ static bool may_retry(const exchange *x)
     return x->attempts < x->order_n && ccp_now_ms() < x->deadline_ms;
 }
 
-/* Every failed attempt passes here once: the log's "failover" and the
- * upstream's cool-down. */
+static ccp_upstream_error_kind upstream_error_kind(ccp_attempt_failure kind)
+{
+    switch (kind) {
+    case CCP_ATTEMPT_TIMEOUT: return CCP_UPERR_TIMEOUT;
+    case CCP_ATTEMPT_BROKEN: return CCP_UPERR_BROKEN;
+    case CCP_ATTEMPT_STATUS_5XX: return CCP_UPERR_STATUS_5XX;
+    case CCP_ATTEMPT_STATUS_429: return CCP_UPERR_STATUS_429;
+    case CCP_ATTEMPT_ERROR_EVENT: return CCP_UPERR_ERROR_EVENT;
+    default: return CCP_UPERR_UNREACHABLE;
+    }
+}
+
+/* Every failed attempt passes here once: the log's "failover", the
+ * upstream's cool-down and its error count. */
 static void note_attempt_failure(exchange *x, const char *upstream_name, ccp_attempt_failure kind)
 {
     bool by_status = kind == CCP_ATTEMPT_STATUS_5XX || kind == CCP_ATTEMPT_STATUS_429;
@@ -413,6 +465,7 @@ static void note_attempt_failure(exchange *x, const char *upstream_name, ccp_att
     if (by_status) ccp_buf_printf(&x->failover, "%s: %d", upstream_name, x->held_status);
     else ccp_buf_printf(&x->failover, "%s: %s", upstream_name, ccp_attempt_failure_name(kind));
     ccp_pool_failed(x->rt->pool, x->current, by_status ? x->retry_after_ms : -1, ccp_now_ms());
+    note_upstream_error(x, upstream_error_kind(kind));
 }
 
 /* The stream goes to the client from here on: its status and headers, then
@@ -446,8 +499,10 @@ static int peek_first_event(exchange *x, const char *p, size_t n)
                 x->abandoned = true;
                 return -1; /* ends this attempt; on_upstream_done starts the next */
             }
-            /* The last attempt: the client gets the error, the upstream cools down. */
+            /* The last attempt: the client gets the error, the upstream cools
+             * down; counted here, not again when the event passes. */
             note_attempt_failure(x, x->upstream_name, CCP_ATTEMPT_ERROR_EVENT);
+            x->error_event_counted = true;
         }
         return commit_stream(x);
     }
@@ -457,6 +512,9 @@ static int peek_first_event(exchange *x, const char *p, size_t n)
 static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
 {
     exchange *x = ctx;
+    const char *uid = ccp_headers_get(up, "request-id");
+    if (!uid) uid = ccp_headers_get(up, "x-request-id");
+    if (uid) snprintf(x->upstream_request_id, sizeof x->upstream_request_id, "%s", uid);
     x->retry_after_ms = ccp_attempt_retry_after(up);
     x->held_status = status;
     if (ccp_attempt_retryable_status(status) && may_retry(x)) {
@@ -519,7 +577,7 @@ static int on_upstream_data(void *ctx, const char *p, size_t n)
             ccp_buf_append(&x->held, p, n);
             return 0;
         }
-        if (release_held(x) != 0) return -1;
+        if (release_held(x, false) != 0) return -1;
         return ccp_response_write(&x->res, p, n);
     case ANSWER_PASS:
         return ccp_response_write(&x->res, p, n);
@@ -535,7 +593,7 @@ static void answer_held(exchange *x)
     char cl[32];
     snprintf(cl, sizeof cl, "%zu", x->held.len);
     ccp_headers_set(&x->answer_headers, "Content-Length", cl);
-    release_held(x);
+    release_held(x, true);
 }
 
 /* The forced stream has ended: the client gets the one JSON body it asked for. */
@@ -597,6 +655,10 @@ static void reset_answer(exchange *x)
     json_object_put(x->agg.result);
     ccp_buf_free(&x->agg.error_body);
     memset(&x->agg, 0, sizeof x->agg);
+    /* A forced stream that broke before the client saw it had its usage
+     * read already; only the answer the client gets is counted. */
+    ccp_usage_free(&x->usage);
+    ccp_usage_init(&x->usage, x->d->usage_api);
 }
 
 /* The loop's word on the transfer: a failure before the first byte moves
@@ -606,6 +668,7 @@ static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstrea
     exchange *x = ctx;
     x->stats = *stats;
     ccp_attempt_failure failed = attempt_outcome(x, r);
+    bool counted = failed != CCP_ATTEMPT_OK; /* by note_attempt_failure */
     if (failed != CCP_ATTEMPT_OK) {
         note_attempt_failure(x, x->upstream_name, failed);
         /* A dropped answer or an abandoned stream was decided on with an
@@ -637,12 +700,15 @@ static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstrea
         if (x->res.headers_sent) ccp_response_abort(&x->res);
         break;
     case CCP_UP_UNREACHABLE:
+        if (!counted) note_upstream_error(x, CCP_UPERR_UNREACHABLE);
         fail(x, CCP_E_UPSTREAM, NULL, "%s", err);
         break;
     case CCP_UP_TIMEOUT:
+        if (!counted) note_upstream_error(x, CCP_UPERR_TIMEOUT);
         fail(x, CCP_E_TIMEOUT, NULL, "%s", err);
         break;
     case CCP_UP_BROKEN:
+        if (!counted) note_upstream_error(x, CCP_UPERR_BROKEN);
         fail(x, CCP_E_UPSTREAM, NULL, "%s", err);
         break;
     }
@@ -798,7 +864,12 @@ static bool start_attempt(exchange *x)
         .on_done = on_upstream_done,
         .client = x->io,
     };
+    /* Counted before the start: on_done (and finish) may run inside it. */
+    x->stream_open = true;
+    ccp_metrics_active(x->rt->metrics, 1);
     if (ccp_upstream_start(x->up, &ureq, &sink) == CCP_OK) return true;
+    x->stream_open = false;
+    ccp_metrics_active(x->rt->metrics, -1);
     fail(x, CCP_E_UNAVAILABLE, NULL, "%s", "the service is shutting down; retry on another instance");
     return false;
 }
@@ -827,8 +898,30 @@ static bool relay(exchange *x)
            start_transfer(x, session_id);
 }
 
+/* GET /metrics: the whole service's counters, to METRICS_ALLOW only (they
+ * name models and clients). */
+static void serve_metrics(exchange *x)
+{
+    if (!x->body_read) ccp_request_drain(&x->req);
+    x->body_read = true;
+    if (!ccp_netlist_allows(&x->rt->cfg->metrics_allow, x->remote_addr)) {
+        fail(x, CCP_E_FORBIDDEN, NULL,
+             "GET /metrics is served only to the addresses in METRICS_ALLOW; %s is not one of them",
+             x->remote_addr[0] ? x->remote_addr : "this client (no REMOTE_ADDR)");
+        return;
+    }
+    ccp_buf out = {0};
+    ccp_metrics_render(x->rt->metrics, &out);
+    ccp_response_send(&x->res, 200, "text/plain; version=0.0.4", out.data, out.len, NULL);
+    ccp_buf_free(&out);
+}
+
 static void serve_local(exchange *x)
 {
+    if (x->route->kind == CCP_ROUTE_METRICS) {
+        serve_metrics(x);
+        return;
+    }
     ccp_buf out = {0};
     switch (x->route->kind) {
     case CCP_ROUTE_HEALTH:
@@ -917,9 +1010,28 @@ static bool route_request(exchange *x)
     return false;
 }
 
+/* The exchange into the service's counters, once, at its end. */
+static void count_exchange(exchange *x, long long duration_ns, int status)
+{
+    ccp_metrics *m = x->rt->metrics;
+    if (!m) return;
+    const ccp_service *s = x->rt->service;
+    int route = x->route ? (int)(x->route - s->routes) : -1;
+    ccp_metrics_request(m, route, ccp_metrics_adapter(m, x->adapter ? ccp_adapter_name(x->adapter) : NULL), status,
+                        duration_ns);
+    int upstream = ccp_metrics_upstream(m, exchange_upstream_name(x));
+    if (x->stats.ttfb_ms >= 0) ccp_metrics_ttfb(m, upstream, (long long)(x->stats.ttfb_ms * 1e6));
+    if (x->usage.seen) ccp_metrics_tokens(m, ccp_metrics_model(m, x->model), &x->usage);
+    if (x->usage.error_event && !x->error_event_counted) note_upstream_error(x, CCP_UPERR_ERROR_EVENT);
+    if (x->client_left) ccp_metrics_client_disconnect(m);
+    if (x->stream_open) ccp_metrics_active(m, -1);
+}
+
 static void log_exchange(exchange *x)
 {
-    double ms = (double)(ccp_now_ns() - x->start_ns) / 1e6;
+    long long duration_ns = ccp_now_ns() - x->start_ns;
+    double ms = (double)duration_ns / 1e6;
+    count_exchange(x, duration_ns, x->client_left ? 499 : x->res.status);
     ccp_request_log l = {
         .adapter = x->adapter ? ccp_adapter_name(x->adapter) : NULL,
         .method = x->req.method,
@@ -941,6 +1053,10 @@ static void log_exchange(exchange *x)
         .request_body_len = x->req.body.len,
         .response_body = x->logged_response.data,
         .response_body_len = x->logged_response.len,
+        .request_id = x->request_id,
+        .upstream_request_id = x->upstream_request_id[0] ? x->upstream_request_id : NULL,
+        .bytes_in = x->stats.bytes_in,
+        .usage = x->usage.seen ? &x->usage : NULL,
     };
     ccp_log_request(&l);
 }
@@ -971,9 +1087,21 @@ static void finish(exchange *x)
     ccp_buf_free(&x->attempt_body);
     ccp_buf_free(&x->peek);
     ccp_buf_free(&x->failover);
+    ccp_usage_free(&x->usage);
     ccp_request_free(&x->req);
     free(x);
     ccp_io_finish(io);
+}
+
+/* The id every response of the exchange carries: a trusted front's own
+ * (TRUST_REQUEST_ID) when it is a sane token, else a fresh one. */
+static void assign_request_id(exchange *x)
+{
+    const char *given = x->rt->cfg->trust_request_id ? ccp_request_header(&x->req, "x-request-id") : NULL;
+    if (given && ccp_reqid_acceptable(given)) snprintf(x->request_id, sizeof x->request_id, "%s", given);
+    else ccp_reqid_new(x->request_id);
+    ccp_headers_add(&x->cors, "x-ccproxy-request-id", x->request_id);
+    x->res.extra = &x->cors;
 }
 
 static exchange *exchange_new(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io, ccp_request_status *st)
@@ -989,8 +1117,12 @@ static exchange *exchange_new(const ccp_runtime *rt, ccp_upstream *up, ccp_io *i
     x->stats.ttfb_ms = -1;
     x->retry_after_ms = -1;
     x->start_ns = ccp_now_ns();
+    ccp_usage_init(&x->usage, x->d->usage_api);
     ccp_response_init(&x->res, io);
+    const char *addr = io->envp ? ccp_http_param(io->envp, "REMOTE_ADDR") : NULL;
+    if (addr) snprintf(x->remote_addr, sizeof x->remote_addr, "%s", addr);
     *st = ccp_request_init(&x->req, io, rt->cfg->base_path);
+    assign_request_id(x);
     cors_headers(x);
     return x;
 }

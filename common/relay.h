@@ -12,6 +12,7 @@
 #include "dialect.h"
 #include "http.h"
 #include "pool.h"
+#include "metrics.h"
 #include "upstream.h"
 
 typedef enum {
@@ -20,6 +21,7 @@ typedef enum {
     CCP_ROUTE_ADAPTERS, /* the adapter table */
     CCP_ROUTE_UPSTREAMS, /* the upstream pool and its state */
     CCP_ROUTE_STATIC,   /* a fixed JSON body */
+    CCP_ROUTE_METRICS,  /* Prometheus text, to METRICS_ALLOW only */
 } ccp_route_kind;
 
 /* Body checks a relay route asks for before forwarding. */
@@ -66,6 +68,8 @@ typedef struct ccp_runtime {
      * the service is at (msg then says so to the client), or NULL. */
     const char *(*over_limit)(void *ctx, char *msg, size_t n);
     void *limit_ctx;
+    /* The service's shared counters; NULL records nothing. */
+    ccp_metrics *metrics;
 } ccp_runtime;
 
 /* Serves one request on io, on the thread of up's loop. Returns once the

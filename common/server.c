@@ -356,6 +356,34 @@ static int serve_fastcgi(ccp_runtime *rt)
     return 0;
 }
 
+/* ---- the service's counters ------------------------------------------------ */
+
+/* Maps the service's shared counters: METRICS_FILE, else the file named
+ * after the FastCGI listen socket; plain CGI without METRICS_FILE counts
+ * its one request privately. A file that cannot be used costs the shared
+ * view, never the service: the process then counts privately, and says so. */
+static ccp_metrics *open_metrics(const ccp_service *s, const ccp_config *cfg, bool cgi)
+{
+    const char *routes[CCP_METRICS_ROUTES];
+    size_t n = s->route_count < CCP_METRICS_ROUTES ? s->route_count : CCP_METRICS_ROUTES;
+    for (size_t i = 0; i < n; i++) routes[i] = s->routes[i].pattern;
+    ccp_buf path = {0}, err = {0};
+    if (cfg->metrics_file) ccp_buf_append_str(&path, cfg->metrics_file);
+    else if (!cgi) ccp_metrics_default_path(0, s->program, &path);
+    ccp_metrics *m = NULL;
+    if (ccp_metrics_open(&m, path.len ? path.data : NULL, s->name, CCP_VERSION, routes, n, &err) != CCP_OK) {
+        ccp_log_event(CCP_LOG_WARNING, "metrics_private",
+                      "%s; this process's counters are its own, /metrics on it shows only them", err.data);
+        ccp_buf_reset(&err);
+        ccp_metrics_open(&m, NULL, s->name, CCP_VERSION, routes, n, &err);
+    } else if (path.len && !cgi) {
+        ccp_log_event(CCP_LOG_INFO, "metrics", "counters shared through %s", path.data);
+    }
+    ccp_buf_free(&path);
+    ccp_buf_free(&err);
+    return m;
+}
+
 /* ---- the program ------------------------------------------------------ */
 
 static void usage(const ccp_service *s, FILE *f)
@@ -459,7 +487,12 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
     ccp_buf_free(&desc);
 
     ccp_runtime rt = {.service = service, .cfg = &cfg, .adapters = adapters, .pool = upstreams};
+    rt.metrics = open_metrics(service, &cfg, cgi);
+    /* Every upstream's error counters read 0 before its first failure. */
+    for (size_t i = 0; rt.metrics && i < ccp_pool_count(upstreams); i++)
+        ccp_metrics_upstream(rt.metrics, ccp_pool_at(upstreams, i)->name);
     int status = cgi ? serve_cgi(&rt) : serve_fastcgi(&rt);
+    ccp_metrics_close(rt.metrics);
     ccp_upstream_global_cleanup();
     ccp_pool_free(upstreams);
     ccp_adapters_free(adapters);

@@ -14,6 +14,7 @@ static const ccp_route claude_routes[] = {
     {"GET", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
     {"GET", "/adapters", CCP_ROUTE_ADAPTERS, CCP_BODY_NONE, NULL},
     {"GET", "/upstreams", CCP_ROUTE_UPSTREAMS, CCP_BODY_NONE, NULL},
+    {"GET", "/metrics", CCP_ROUTE_METRICS, CCP_BODY_NONE, NULL},
 };
 
 const ccp_service ccp_service_claude = {
@@ -45,6 +46,7 @@ static const ccp_route codex_routes[] = {
     {"GET", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
     {"GET", "/adapters", CCP_ROUTE_ADAPTERS, CCP_BODY_NONE, NULL},
     {"GET", "/upstreams", CCP_ROUTE_UPSTREAMS, CCP_BODY_NONE, NULL},
+    {"GET", "/metrics", CCP_ROUTE_METRICS, CCP_BODY_NONE, NULL},
 };
 
 const ccp_service ccp_service_codex = {

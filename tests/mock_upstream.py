@@ -72,6 +72,8 @@ proxy forwards like any end-to-end header): a comma list of `name` or `name=valu
   tool_use              stream/non-stream: a tool_use block (input_json_delta) after
                         the text block, stop_reason tool_use
   lenient               skip the request validation (key, anthropic-version, body)
+  cache=R:W             usage reports R cache_read_input_tokens and W
+                        cache_creation_input_tokens (Responses: R cached_tokens, W unused)
 
 OpenAI Responses routes: status, retry_after, retry_after_ms, slow, deltas, big, die_after,
 hang_after, hang_before_headers, chunked, reset, gate, gate_each, fragment, drop,
@@ -734,9 +736,15 @@ class Handler(BaseHTTPRequestHandler):
         base = ["Hello", "! I'm Claude, \"an AI\"", " assistant \u2014 caf\u00e9 \u65e5\u672c.\n", " How can", " I help?"]
         return [base[i % len(base)] + ("" if i < len(base) else " #%d" % i) for i in range(n)]
 
+    def cache_tokens(self):
+        """(read, write) from the cache=R:W behaviour, else (0, 0)."""
+        r, _, w = self.beh.get("cache", "0:0").partition(":")
+        return int(r or 0), int(w or 0)
+
     def usage(self, obj, output_tokens):
-        return {"input_tokens": self.count_tokens(obj), "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+        cr, cw = self.cache_tokens()
+        return {"input_tokens": self.count_tokens(obj), "cache_creation_input_tokens": cw,
+                "cache_read_input_tokens": cr,
                 "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
                 "output_tokens": output_tokens, "service_tier": "standard"}
 
@@ -1139,7 +1147,9 @@ class Handler(BaseHTTPRequestHandler):
             output.append(done)
         inp = self.count_tokens(obj)
         out_tokens = max(1, len(text) // 4) + reasoning_tokens
-        usage = {"input_tokens": inp, "input_tokens_details": {"cached_tokens": 0},
+        cached = self.cache_tokens()[0]
+        inp += cached  # the Responses API's input_tokens counts the cached part
+        usage = {"input_tokens": inp, "input_tokens_details": {"cached_tokens": cached},
                  "output_tokens": out_tokens, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
                  "total_tokens": inp + out_tokens}
         if "incomplete" in beh:

@@ -17,6 +17,7 @@ import subprocess as _sp
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -200,10 +201,10 @@ def minimal_env():
 class Proc:
     """A child in its own process group; stop() ends that group only."""
 
-    def __init__(self, name, argv, env=None, cwd=None, stdout=None, stderr=None):
+    def __init__(self, name, argv, env=None, cwd=None, stdout=None, stderr=None, stdin=None):
         self.name = name
         self.argv = argv
-        self.p = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+        self.p = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL if stdin is None else stdin,
                                   stdout=stdout or subprocess.DEVNULL,
                                   stderr=stderr or subprocess.DEVNULL,
                                   start_new_session=True)
@@ -618,7 +619,38 @@ class Stack:
         self.start_responder()
         self.start_nginx()
 
+    def listen_socket(self):
+        """The responders' FastCGI listen socket, made as spawn-fcgi makes it (for
+        add_responder: several processes on one socket, as spawn-fcgi -F N runs them)."""
+        if getattr(self, "_listen", None) is None:
+            if os.path.exists(self.sock):
+                os.unlink(self.sock)
+            ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            ls.bind(self.sock)
+            os.chmod(self.sock, 0o666)
+            ls.listen(8192)
+            self._listen = ls
+        return self._listen
+
+    def add_responder(self, stderr_path=None):
+        """Another responder process on the stack's listen socket (fd 0, as spawn-fcgi
+        -F N hands it to each child). Stopped with the stack. Returns its Proc."""
+        ls = self.listen_socket()
+        f = open(stderr_path or self.stderr_path, "ab")
+        self._extra_files = getattr(self, "_extra_files", []) + [f]
+        p = Proc("responder", [str(self.binary)], env=self.responder_env(), cwd=self.dir, stdout=f, stderr=f,
+                 stdin=ls.fileno())
+        self.extra_responders = getattr(self, "extra_responders", []) + [p]
+        return p
+
     def start_responder(self):
+        if getattr(self, "responders", 1) > 1:
+            # spawn-fcgi -F N: N processes on one listen socket
+            for i in range(self.responders):
+                self.add_responder()
+            self.responder = self.extra_responders[0]
+            wait_for(lambda: can_connect(self.sock), 15, what="responder socket %s" % self.sock)
+            return
         if os.path.exists(self.sock):
             os.unlink(self.sock)
         self._stderr = open(self.stderr_path, "ab")
@@ -754,12 +786,37 @@ class Stack:
             self.responder.stop(signal.SIGKILL, grace=2)
 
     def stop(self):
-        for p in (self.nginx, self.responder):
+        for p in [self.nginx, self.responder] + getattr(self, "extra_responders", []):
             if p is not None:
                 p.stop(signal.SIGTERM, grace=5)
         for f in ("_stderr", "_nginx_out"):
             if hasattr(self, f):
                 getattr(self, f).close()
+        for f in getattr(self, "_extra_files", []):
+            f.close()
+        if getattr(self, "_listen", None) is not None:
+            self._listen.close()
+            self._listen = None
+        remove_counters_files(self)
+
+
+COUNTERS_LINE = re.compile(r'"event":"metrics".*?counters shared through (/[^"]+\.metrics)"')
+
+
+def remove_counters_files(st):
+    """The shared counters files the stack's responders named at start-up: a responder
+    that was killed leaves its file (a dead process keeps its counts), which the next
+    stack, on another socket, never reuses."""
+    try:
+        texts = [t for _, t in st.all_logs()]
+    except Exception:
+        return
+    for t in texts:
+        for path in set(COUNTERS_LINE.findall(t)):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------- lighttpd
@@ -1055,6 +1112,7 @@ class LighttpdStack(Stack):
         for f in ("_stderr", "_nginx_out"):
             if hasattr(self, f):
                 getattr(self, f).close()
+        remove_counters_files(self)
 
 
 # --------------------------------------------------------------------------- CGI
@@ -1099,7 +1157,7 @@ def cgi_env(env, method, path_info, headers=(), body_len=None, query="", script=
     e.update({
         "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1",
         "SERVER_SOFTWARE": "ccproxy-it", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-        "REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": method, "SCRIPT_NAME": script,
+        "REMOTE_ADDR": env.get("REMOTE_ADDR", "127.0.0.1"), "REQUEST_METHOD": method, "SCRIPT_NAME": script,
         "PATH_INFO": path_info, "REQUEST_URI": uri, "QUERY_STRING": query,
     })
     if body_len is not None:
@@ -1194,6 +1252,7 @@ class Suite:
             st = cls(self, key, env=spec.get("env"), upstream=spec.get("upstream", "mock"),
                      upstream_path=spec.get("upstream_path", "/v1" if service == "codex" else ""),
                      service=service)
+            st.responders = spec.get("responders", 1)
             dict.__setitem__(self.stacks, key, st)
             try:
                 st.start()

@@ -73,22 +73,35 @@ def _check_stream_clean(r, what):
 
 
 FAILURES = [
-    # (name, behaviour of the first upstream (None: its port is closed), stream, failover text)
-    ("unreachable", None, True, "a: unreachable"),
-    ("timeout", "hang_before_headers,hang_max=20", False, "a: timeout"),
-    ("500", "status=500", False, "a: 500"),
-    ("529", "status=529", True, "a: 529"),
-    ("429", "status=429,retry_after=1", True, "a: 429"),
-    ("first event error", "sse_error_after=0", True, "a: error_event"),
-    ("headers then close", "die_after=0", True, "a: broken"),
-    ("half a held body", "die_after=1", False, "a: broken"),
+    # (name, behaviour of the first upstream (None: its port is closed), stream, failover text,
+    #  the kind of a's ccproxy_upstream_errors_total it adds one to)
+    ("unreachable", None, True, "a: unreachable", "unreachable"),
+    ("timeout", "hang_before_headers,hang_max=20", False, "a: timeout", "timeout"),
+    ("500", "status=500", False, "a: 500", "status_5xx"),
+    ("529", "status=529", True, "a: 529", "status_5xx"),
+    ("429", "status=429,retry_after=1", True, "a: 429", "status_429"),
+    ("first event error", "sse_error_after=0", True, "a: error_event", "error_event"),
+    ("headers then close", "die_after=0", True, "a: broken", "broken"),
+    ("half a held body", "die_after=1", False, "a: broken", "broken"),
 ]
+
+
+def _check_failover_metrics(st, what, kind):
+    """The failed attempt counts once against a, under its kind; the answer once as a 200
+    from b; nothing against b."""
+    from test_metrics import scrape, total
+    m = scrape(st)
+    errs = {(dict(l)["upstream"], dict(l)["kind"]): v for (n, l), v in m.items()
+            if n == "ccproxy_upstream_errors_total" and v}
+    eq(errs, {("a", kind): 1.0}, "%s: upstream errors counted" % what)
+    eq(total(m, "ccproxy_requests_total", route="/v1/messages", status="200"), 1.0, "%s: requests counted" % what)
+    eq(total(m, "ccproxy_upstream_ttfb_seconds_count", upstream="b"), 1.0, "%s: b's time to first byte" % what)
 
 
 def test_pool_each_failure_fails_over(s):
     a, b = _mocks(s, "a", "b")
     notes = []
-    for i, (what, beh, stream, failover) in enumerate(FAILURES):
+    for i, (what, beh, stream, failover, kind) in enumerate(FAILURES):
         a.behave(beh or "")
         base_a = "http://127.0.0.1:%d" % closed_port() if beh is None else a.base
         st = _stack(s, "pool-fail-%d" % i, [_up("a", base_a, priority=1), _up("b", b.base)],
@@ -108,6 +121,7 @@ def test_pool_each_failure_fails_over(s):
         eq(l.get("attempts"), 2, "%s: logged attempts" % what)
         eq(l.get("failover"), failover, "%s: logged failover" % what)
         eq(l.get("status"), 200, "%s: logged status" % what)
+        _check_failover_metrics(st, what, kind)
         st.stop()
         notes.append(what)
     return "failed over on: " + ", ".join(notes)

@@ -137,6 +137,11 @@ class Pool:
             p.stop()
         for f in self.files:
             f.close()
+        remove_counters_files(self)
+
+    def all_logs(self):
+        """(path, text) of each backend's log, for remove_counters_files."""
+        return [(e, Stack.file_tail(e, 1 << 30)) for _, _, e in self.backends.values()]
 
 
 def _pool(s):

@@ -233,6 +233,8 @@ static void test_each_bad_value_gives_one_line_naming_it(void **state)
         "BASE_PATH=/a?b",            "ANTHROPIC_BASE_URL=ftp://h",  "ANTHROPIC_BASE_URL=api.anthropic.com",
         "ANTHROPIC_BASE_URL=https://", "ANTHROPIC_BASE_URL=https:///path",
         "ANTHROPIC_BASE_URL=https://h/p?x=1", "ANTHROPIC_BASE_URL=https://h/a b",
+        "METRICS_ALLOW=10.0.0.0/33", "METRICS_ALLOW=localhost",     "METRICS_ALLOW=127.0.0.1,::1/200",
+        "TRUST_REQUEST_ID=maybe",
     };
     for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
         ccp_config cfg;
@@ -247,6 +249,33 @@ static void test_each_bad_value_gives_one_line_naming_it(void **state)
         ccp_config_free(&cfg);
         ccp_buf_free(&err);
     }
+}
+
+static void test_metrics_rows(void **state)
+{
+    (void)state;
+    ccp_config cfg;
+    ccp_buf err = {0};
+    const char *const none[] = {NULL};
+    load_expect(&cfg, &err, none, CCP_OK);
+    /* Default: loopback only, no file named, ids not trusted. */
+    assert_int_equal(cfg.metrics_allow.count, 2);
+    assert_true(ccp_netlist_allows(&cfg.metrics_allow, "127.0.0.1"));
+    assert_true(ccp_netlist_allows(&cfg.metrics_allow, "::1"));
+    assert_false(ccp_netlist_allows(&cfg.metrics_allow, "10.0.0.5"));
+    assert_null(cfg.metrics_file);
+    assert_int_equal(cfg.trust_request_id, 0);
+    ccp_config_free(&cfg);
+    const char *const set[] = {"METRICS_ALLOW=10.0.0.0/8 fd00::/8", "METRICS_FILE=/tmp/x.metrics",
+                               "TRUST_REQUEST_ID=1", NULL};
+    load_expect(&cfg, &err, set, CCP_OK);
+    assert_true(ccp_netlist_allows(&cfg.metrics_allow, "10.0.0.5"));
+    assert_true(ccp_netlist_allows(&cfg.metrics_allow, "fd12::1"));
+    assert_false(ccp_netlist_allows(&cfg.metrics_allow, "127.0.0.1"));
+    assert_string_equal(cfg.metrics_file, "/tmp/x.metrics");
+    assert_int_equal(cfg.trust_request_id, 1);
+    ccp_config_free(&cfg);
+    ccp_buf_free(&err);
 }
 
 static void test_several_bad_values_give_several_lines(void **state)
@@ -1062,6 +1091,7 @@ int main(void)
         cmocka_unit_test_setup(test_log_level_aliases, test_setup),
         cmocka_unit_test_setup(test_each_bad_value_gives_one_line_naming_it, test_setup),
         cmocka_unit_test_setup(test_several_bad_values_give_several_lines, test_setup),
+        cmocka_unit_test_setup(test_metrics_rows, test_setup),
         cmocka_unit_test_setup(test_empty_value_counts_as_unset, test_setup),
         cmocka_unit_test_setup(test_server_key_without_access_keys_is_refused, test_setup),
         cmocka_unit_test_setup(test_server_key_with_access_keys_is_accepted, test_setup),

@@ -136,6 +136,53 @@ static void test_unknown_fields_are_left_out(void **state)
     ccp_buf_free(&out);
 }
 
+static void test_usage_and_ids_in_the_line(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_INFO, 4096);
+    ccp_usage u;
+    ccp_usage_init(&u, CCP_USAGE_MESSAGES);
+    u.seen = true;
+    u.tokens[CCP_TOKENS_INPUT] = 11;
+    u.tokens[CCP_TOKENS_OUTPUT] = 22;
+    u.tokens[CCP_TOKENS_CACHE_READ] = 33;
+    u.tokens[CCP_TOKENS_CACHE_CREATION] = 44;
+    ccp_request_log r = sample();
+    r.usage = &u;
+    r.request_id = "0123456789abcdef0123456789abcdef";
+    r.upstream_request_id = "req_01\"x";
+    r.bytes_in = 99;
+    ccp_buf out = {0};
+    capture_request(&r, &out);
+    json_object *o = parse_one_line(&out);
+    json_object *usage = field(o, "usage");
+    assert_int_equal(json_object_get_int(field(usage, "input")), 11);
+    assert_int_equal(json_object_get_int(field(usage, "output")), 22);
+    assert_int_equal(json_object_get_int(field(usage, "cache_read")), 33);
+    assert_int_equal(json_object_get_int(field(usage, "cache_creation")), 44);
+    assert_false(has(usage, "reasoning")); /* only when the upstream named it */
+    assert_string_equal(json_object_get_string(field(o, "request_id")), "0123456789abcdef0123456789abcdef");
+    assert_string_equal(json_object_get_string(field(o, "upstream_request_id")), "req_01\"x");
+    assert_int_equal(json_object_get_int(field(o, "bytes_in")), 99);
+    json_object_put(o);
+
+    u.reasoning_seen = true;
+    u.tokens[CCP_TOKENS_REASONING] = 5;
+    ccp_buf_reset(&out);
+    capture_request(&r, &out);
+    o = parse_one_line(&out);
+    assert_int_equal(json_object_get_int(field(field(o, "usage"), "reasoning")), 5);
+    json_object_put(o);
+
+    /* Console: one line still. */
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_CONSOLE, CCP_LOG_INFO, 4096);
+    ccp_buf_reset(&out);
+    capture_request(&r, &out);
+    assert_int_equal(unit_count_str(out.data, "\n"), 1);
+    assert_non_null(strstr(out.data, "usage=input:11,output:22,cache_read:33,cache_creation:44,reasoning:5"));
+    ccp_buf_free(&out);
+}
+
 static void test_level_follows_status(void **state)
 {
     (void)state;
@@ -358,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_body_cap_zero_logs_empty_marked_body),
         cmocka_unit_test(test_console_format_is_one_line),
         cmocka_unit_test(test_event_json_and_message_escaping),
+        cmocka_unit_test(test_usage_and_ids_in_the_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
