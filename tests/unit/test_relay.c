@@ -102,6 +102,7 @@ static void serve(const ccp_dialect *d, char **envp, served *got)
     memset(&cfg, 0, sizeof cfg);
     cfg.base_path = "";
     cfg.log_level = CCP_LOG_DEBUG;
+    unit_config_limits(&cfg);
     ccp_runtime rt = {.service = &service, .cfg = &cfg, .adapters = NULL};
     ccp_log_init(&cfg, service.name);
     unit_io u;

@@ -127,6 +127,7 @@ static void serve_as(const ccp_service *service, const char *path, const char *r
     cfg.upstream_base_url = "http://upstream.test";
     cfg.base_path = "";
     cfg.max_body_bytes = 1 << 20;
+    unit_config_limits(&cfg);
     cfg.codex_env_cwd = "/workspace";
     cfg.log_level = CCP_LOG_INFO;
     ccp_log_init(&cfg, service->name);
