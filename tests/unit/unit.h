@@ -39,8 +39,8 @@
 static inline void unit_config_limits(ccp_config *cfg)
 {
     cfg->max_header_count = 256;
-    cfg->max_header_bytes = 48 << 10;
-    cfg->max_header_total_bytes = 256 << 10;
+    cfg->max_header_bytes = 32 << 10;
+    cfg->max_header_total_bytes = 48 << 10;
     cfg->max_json_depth = 64;
     cfg->max_step_outputs = 200000;
     cfg->max_sse_event_bytes = 16 << 20;
