@@ -11,7 +11,7 @@
 
 /* ---- relayed answers: held until complete, or cut off ---------------------- */
 
-#define HOLD_MAX ((size_t)8 << 20) /* HOLD_MAX_BYTES in common/relay.c */
+#define HOLD_MAX ((size_t)8 << 20) /* MAX_HOLD_BYTES's default, as unit_config_limits sets it */
 
 /* The scripted upstream: a header block, a body fed in pieces, a result. */
 typedef struct script {
