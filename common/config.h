@@ -59,6 +59,16 @@ typedef struct ccp_config {
     int service_port;
 
     size_t max_body_bytes;
+    /* What a client (or the upstream) may make a responder hold or work
+     * through; each is a comparison where the bytes arrive (README: Limits). */
+    size_t max_header_count;       /* request headers */
+    size_t max_header_bytes;       /* one header, name and value */
+    size_t max_header_total_bytes; /* all headers, names and values */
+    int max_json_depth;            /* nesting of a request body */
+    size_t max_step_outputs;       /* JSON values an adapter's steps make per request */
+    size_t max_sse_event_bytes;    /* one upstream SSE event */
+    size_t max_aggregate_bytes;    /* a forced stream folded into one JSON body */
+    size_t max_hold_bytes;         /* a non-stream answer held until complete */
     char *base_path; /* "" or "/prefix" without trailing slash */
     char **cors_origins;
     size_t cors_count;

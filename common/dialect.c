@@ -5,7 +5,7 @@
 
 static const int status_of[CCP_E_COUNT] = {
     [CCP_E_INVALID_REQUEST] = 400, [CCP_E_AUTH] = 401,     [CCP_E_PERMISSION] = 403,
-    [CCP_E_NOT_FOUND] = 404,       [CCP_E_METHOD] = 405,   [CCP_E_TOO_LARGE] = 413,
+    [CCP_E_NOT_FOUND] = 404,       [CCP_E_METHOD] = 405,   [CCP_E_TOO_LARGE] = 413, [CCP_E_HEADERS_TOO_LARGE] = 431,
     [CCP_E_UPGRADE] = 426,         [CCP_E_INTERNAL] = 500,        [CCP_E_UPSTREAM] = 502, [CCP_E_UNAVAILABLE] = 503,
     [CCP_E_TIMEOUT] = 504,         [CCP_E_FORBIDDEN] = 403,
 };
@@ -63,6 +63,7 @@ const ccp_dialect ccp_dialect_anthropic = {
             [CCP_E_NOT_FOUND] = {"not_found_error", NULL},
             [CCP_E_METHOD] = {"invalid_request_error", NULL},
             [CCP_E_TOO_LARGE] = {"request_too_large", NULL},
+            [CCP_E_HEADERS_TOO_LARGE] = {"invalid_request_error", NULL},
             [CCP_E_UPGRADE] = {"invalid_request_error", NULL},
             [CCP_E_INTERNAL] = {"api_error", NULL},
             [CCP_E_UPSTREAM] = {"api_error", NULL},

@@ -22,6 +22,7 @@ typedef enum {
     CCP_E_NOT_FOUND,       /* 404 */
     CCP_E_METHOD,          /* 405 */
     CCP_E_TOO_LARGE,       /* 413 */
+    CCP_E_HEADERS_TOO_LARGE, /* 431: MAX_HEADER_COUNT, MAX_HEADER_BYTES, MAX_HEADER_TOTAL_BYTES */
     CCP_E_UPGRADE,         /* 426: a WebSocket handshake on an API path */
     CCP_E_INTERNAL,        /* 500 */
     CCP_E_UPSTREAM,        /* 502 */

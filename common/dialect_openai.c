@@ -198,6 +198,7 @@ const ccp_dialect ccp_dialect_openai = {
             [CCP_E_NOT_FOUND] = {"invalid_request_error", "not_found"},
             [CCP_E_METHOD] = {"invalid_request_error", "method_not_allowed"},
             [CCP_E_TOO_LARGE] = {"invalid_request_error", "request_too_large"},
+            [CCP_E_HEADERS_TOO_LARGE] = {"invalid_request_error", "request_headers_too_large"},
             [CCP_E_UPGRADE] = {"invalid_request_error", "websocket_not_supported"},
             [CCP_E_INTERNAL] = {"server_error", NULL},
             [CCP_E_UPSTREAM] = {"server_error", "upstream_unreachable"},

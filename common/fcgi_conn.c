@@ -52,8 +52,10 @@ struct ccp_fcgi_conn {
     ccp_buf in;
     size_t in_off;
     bool begun, params_done, stdin_done, keep_conn;
+    bool params_over; /* more than params_max: counted, not kept */
     int request_id;
     ccp_buf params;
+    size_t params_seen;
     ccp_buf body;
     size_t body_seen; /* all of it; past body_max + 1 bytes it is not kept,
                        * and the relay's limit check sees one byte too many */
@@ -292,8 +294,8 @@ static void reset_request(ccp_fcgi_conn *c)
     c->envp = NULL;
     ccp_buf_free(&c->params);
     ccp_buf_free(&c->body);
-    c->body_seen = c->body_off = 0;
-    c->begun = c->params_done = c->stdin_done = c->keep_conn = false;
+    c->body_seen = c->body_off = c->params_seen = 0;
+    c->begun = c->params_done = c->stdin_done = c->keep_conn = c->params_over = false;
     c->ended = c->aborted = c->told_gone = false;
     c->request_id = 0;
     c->state = CONN_READING;
@@ -327,7 +329,11 @@ static void client_gone(ccp_fcgi_conn *c)
 
 static void dispatch(ccp_fcgi_conn *c)
 {
-    if (!ccp_fcgi_parse_params((const unsigned char *)c->params.data, c->params.len, &c->envp)) {
+    if (c->params_over) {
+        c->envp = ccp_xcalloc(1, sizeof *c->envp); /* none kept: an empty list */
+        c->io.params_over = true;
+        c->io.params_seen = c->params_seen;
+    } else if (!ccp_fcgi_parse_params((const unsigned char *)c->params.data, c->params.len, &c->envp)) {
         conn_close(c); /* a web server that sends this is not one */
         return;
     }
@@ -381,8 +387,16 @@ static bool handle_record(ccp_fcgi_conn *c, int type, int id, const unsigned cha
     case FCGI_PARAMS:
         if (c->params_done) return false;
         if (n == 0) c->params_done = true;
-        else if (c->params.len + n > c->host->params_max) return false;
-        else ccp_buf_append(&c->params, p, n);
+        /* Past params_max the parameters are counted, not kept: the request
+         * is still read to its end and answered (431, in the client's
+         * dialect), rather than a closed connection the web server turns
+         * into its own 502. */
+        c->params_seen += n;
+        if (!c->params_over && c->params.len + n > c->host->params_max) {
+            c->params_over = true;
+            ccp_buf_free(&c->params);
+        }
+        if (!c->params_over) ccp_buf_append(&c->params, p, n);
         return true;
     case FCGI_STDIN:
         if (c->stdin_done) return false;

@@ -17,7 +17,9 @@
  * Invariants: io.envp holds the request's parameters ("NAME=value") from
  * on_request until io.release; io.read serves the body, complete and at
  * most body_max + 1 bytes (more is counted, not kept, so the relay's limit
- * check sees it); nothing is written before on_request. */
+ * check sees it); parameters beyond params_max are counted, not kept (envp
+ * is then empty and io.params_over set); nothing is written before
+ * on_request. */
 #ifndef CCP_FCGI_CONN_H
 #define CCP_FCGI_CONN_H
 
@@ -34,8 +36,9 @@ typedef struct ccp_fcgi_conn ccp_fcgi_conn;
 typedef struct ccp_fcgi_host {
     ccp_loop *loop;
     size_t body_max;   /* bytes of body kept (the relay refuses above) */
-    size_t params_max; /* bytes of parameters accepted; above it the
-                        * connection is closed (the web server answers 502) */
+    size_t params_max; /* bytes of parameters kept; above it they are
+                        * counted, not kept, and the request is handed on
+                        * with io.params_over (the relay answers 431) */
     /* A complete request; conn->io is its transport until io.release. */
     void (*on_request)(void *ctx, ccp_io *io);
     /* The connection is gone (closed, freed). */

@@ -202,7 +202,42 @@ bool ccp_http_header_value_ok(const char *v)
     return true;
 }
 
-ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base_path)
+/* Copies one header unless it passes a bound; the first bound passed is
+ * remembered and nothing more is kept. */
+static void add_bounded(ccp_request *r, const ccp_header_limits *lim, const char *name, size_t nl, const char *value,
+                        size_t *total)
+{
+    if (r->over_limit) return;
+    size_t vl = strlen(value), one = nl + vl;
+    *total += one;
+    if (lim && lim->count && r->headers.count >= lim->count) {
+        r->over_limit = "MAX_HEADER_COUNT";
+        r->over_amount = r->headers.count + 1;
+    } else if (lim && lim->one_bytes && one > lim->one_bytes) {
+        r->over_limit = "MAX_HEADER_BYTES";
+        r->over_header = ccp_xstrndup(name, nl);
+        r->over_amount = one;
+    } else if (lim && lim->total_bytes && *total > lim->total_bytes) {
+        r->over_limit = "MAX_HEADER_TOTAL_BYTES";
+        r->over_amount = *total;
+    } else {
+        ccp_headers_add_n(&r->headers, name, nl, value, vl);
+    }
+}
+
+static ccp_request_status request_view(ccp_request *r, ccp_io *io, const char *base_path, const ccp_header_limits *lim);
+
+ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base_path, const ccp_header_limits *lim)
+{
+    ccp_request_status st = request_view(r, io, base_path, lim);
+    if (io->params_over && !r->over_limit) {
+        r->over_limit = "MAX_HEADER_TOTAL_BYTES";
+        r->over_amount = io->params_seen;
+    }
+    return r->over_limit ? CCP_REQ_HEADERS_TOO_LARGE : st;
+}
+
+static ccp_request_status request_view(ccp_request *r, ccp_io *io, const char *base_path, const ccp_header_limits *lim)
 {
     memset(r, 0, sizeof *r);
     r->io = io;
@@ -215,6 +250,7 @@ ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base
     if (!ccp_http_header_value_ok(r->method)) r->bad_part = "the method";
 
     ccp_buf name = {0};
+    size_t total = 0;
     for (char **e = io->envp; e && *e; e++) {
         const char *eq = strchr(*e, '=');
         if (!eq || !ccp_http_header_name(*e, (size_t)(eq - *e), &name)) continue;
@@ -222,7 +258,7 @@ ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base
         if (strcmp(name.data, "proxy") == 0) continue;
         if (!ccp_http_header_value_ok(eq + 1) && !r->bad_header) r->bad_header = ccp_xstrdup(name.data);
         if (!ccp_http_header_value_ok(name.data) && !r->bad_part) r->bad_part = "a header name";
-        ccp_headers_add(&r->headers, name.data, eq + 1);
+        add_bounded(r, lim, name.data, name.len, eq + 1, &total);
     }
     ccp_buf_free(&name);
     const char *ct = ccp_http_param(io->envp, "CONTENT_TYPE");
@@ -325,6 +361,7 @@ void ccp_request_free(ccp_request *r)
     free(r->path);
     free(r->query);
     free((char *)r->bad_header);
+    free(r->over_header);
     ccp_headers_free(&r->headers);
     ccp_buf_free(&r->body);
     memset(r, 0, sizeof *r);
@@ -357,6 +394,7 @@ const char *ccp_http_reason(int status)
     case 422: return "Unprocessable Entity";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";

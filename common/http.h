@@ -81,6 +81,11 @@ typedef struct ccp_io {
     /* True when hangup_fd is the connection to the web server (readable at
      * EOF); false for a CGI stdout pipe, which only reports POLLERR. */
     bool hangup_fd_readable;
+    /* The transport refused to keep the request's parameters (more than it
+     * holds: FastCGI's params_max); envp is then empty, and the request is
+     * answered 431 (MAX_HEADER_TOTAL_BYTES). params_seen counts them. */
+    bool params_over;
+    size_t params_seen;
     void *ctx;
 } ccp_io;
 
@@ -101,7 +106,21 @@ typedef struct ccp_request {
     /* Set when another part that is forwarded (method, path, query, content
      * type, a header name) holds CR, LF or NUL: "the query string", ... */
     const char *bad_part;
+    /* Set when the headers passed a ccp_header_limits bound: the limit's
+     * configuration name, the header (the one too large, or NULL) and what
+     * was counted (headers, or bytes). Headers past the bound are not kept. */
+    const char *over_limit;
+    char *over_header;
+    size_t over_amount;
 } ccp_request;
+
+/* Bounds on the request headers (0: none). A header's size is its name and
+ * value; CGI's HTTP_ prefix is not counted. */
+typedef struct ccp_header_limits {
+    size_t count;       /* MAX_HEADER_COUNT */
+    size_t one_bytes;   /* MAX_HEADER_BYTES */
+    size_t total_bytes; /* MAX_HEADER_TOTAL_BYTES */
+} ccp_header_limits;
 
 typedef enum {
     CCP_REQ_OK = 0,
@@ -109,11 +128,16 @@ typedef enum {
     CCP_REQ_TOO_LARGE,  /* body over the limit */
     CCP_REQ_SHORT_BODY, /* fewer bytes than CONTENT_LENGTH */
     CCP_REQ_BAD,        /* unusable request line */
+    CCP_REQ_HEADERS_TOO_LARGE, /* over a ccp_header_limits bound (r->over_limit) */
 } ccp_request_status;
 
 /* Builds the view from the CGI parameters, copying what it keeps: the
- * request outlives io->envp. */
-ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base_path);
+ * request outlives io->envp. lim (NULL: no bounds) is checked as the
+ * headers are copied, one comparison each; a request over it, or one
+ * whose transport dropped its parameters (io->params_over), comes back
+ * CCP_REQ_HEADERS_TOO_LARGE, with method, path and query still filled in
+ * where known (for the log line). */
+ccp_request_status ccp_request_init(ccp_request *r, ccp_io *io, const char *base_path, const ccp_header_limits *lim);
 /* Reads the body, refusing by CONTENT_LENGTH before reading when it is over
  * max; without a length, stops reading once max is passed. */
 ccp_request_status ccp_request_read_body(ccp_request *r, size_t max);

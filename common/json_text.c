@@ -9,7 +9,13 @@ static bool is_json_space(char c)
 
 ccp_json_status ccp_json_parse(const char *text, size_t len, json_object **out, size_t *at, ccp_buf *err)
 {
-    json_tokener *tok = json_tokener_new_ex(64);
+    return ccp_json_parse_depth(text, len, CCP_JSON_DEFAULT_DEPTH, out, at, err);
+}
+
+ccp_json_status ccp_json_parse_depth(const char *text, size_t len, int depth, json_object **out, size_t *at,
+                                     ccp_buf *err)
+{
+    json_tokener *tok = json_tokener_new_ex(depth);
     /* Trailing bytes are ours to report: as such, not as a syntax error. */
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
     json_object *v = json_tokener_parse_ex(tok, text ? text : "", (int)len);
@@ -27,6 +33,9 @@ ccp_json_status ccp_json_parse(const char *text, size_t len, json_object **out, 
         st = CCP_JSON_TRUNCATED;
         end = len;
         if (err) ccp_buf_append_str(err, "it ends too early");
+    } else if (e == json_tokener_error_depth) {
+        st = CCP_JSON_TOO_DEEP;
+        if (err) ccp_buf_printf(err, "nesting deeper than %d levels at byte %zu", depth, end);
     } else if (e != json_tokener_success) {
         st = CCP_JSON_INVALID;
         if (err) ccp_buf_printf(err, "%s at byte %zu", json_tokener_error_desc(e), end);

@@ -16,7 +16,12 @@ typedef enum {
     CCP_JSON_TRUNCATED, /* the text ends inside the value, or holds none */
     CCP_JSON_INVALID,   /* a syntax error */
     CCP_JSON_TRAILING,  /* something after the value (a NUL, for one) */
+    CCP_JSON_TOO_DEEP,  /* arrays and objects nested deeper than allowed */
 } ccp_json_status;
+
+/* The nesting ccp_json_parse allows (files; a request body has its own,
+ * MAX_JSON_DEPTH). */
+#define CCP_JSON_DEFAULT_DEPTH 64
 
 /* Parses text[0, len) as exactly one JSON value. On CCP_JSON_OK, *out is
  * the value, never NULL, owned by the caller (json_object_put); a bare
@@ -26,5 +31,10 @@ typedef enum {
  * without a trailing newline: "it ends too early", "<json-c's reason> at
  * byte N", or "unexpected data after the value at byte N". */
 ccp_json_status ccp_json_parse(const char *text, size_t len, json_object **out, size_t *at, ccp_buf *err);
+/* The same with at most depth levels of arrays and objects (json-c's
+ * tokener stops at the first level too deep, before it builds more):
+ * CCP_JSON_TOO_DEEP, err "nesting deeper than N levels at byte M". */
+ccp_json_status ccp_json_parse_depth(const char *text, size_t len, int depth, json_object **out, size_t *at,
+                                     ccp_buf *err);
 
 #endif

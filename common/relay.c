@@ -70,6 +70,8 @@ typedef struct exchange {
     ccp_buf logged_response;
     ccp_upstream_stats stats;
     bool client_left; /* logged as 499, whatever went out before */
+    const char *limit_hit; /* the limit that ended the answer (its config name) */
+    size_t aggregated;     /* bytes of a forced stream read for the aggregate */
     ccp_buf error;
     long long start_ns;
 
@@ -212,6 +214,23 @@ static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, con
     ccp_buf_free(&out);
 }
 
+/* A limit was passed: the log says which (a limit_reached line, beside
+ * the exchange's own), the client hears it in its dialect (fail). */
+static void refuse_limit(exchange *x, ccp_error_kind kind, const char *limit, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void refuse_limit(exchange *x, ccp_error_kind kind, const char *limit, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    x->limit_hit = limit;
+    fail(x, kind, NULL, "%s", msg);
+    ccp_log_event(CCP_LOG_WARNING, "limit_reached", "%s %s: %s (%d): %s", x->req.method, x->req.path, limit,
+                  ccp_error_status(kind), msg);
+}
+
 /* ---- routing ------------------------------------------------------------ */
 
 static bool id_char(char c)
@@ -320,8 +339,14 @@ static bool parse_body(exchange *x)
     json_object *obj;
     size_t at;
     ccp_buf why = {0};
-    ccp_json_status st = ccp_json_parse(x->req.body.data, x->req.body.len, &obj, &at, &why);
-    if (st == CCP_JSON_TRUNCATED)
+    int depth = x->rt->cfg->max_json_depth;
+    ccp_json_status st = ccp_json_parse_depth(x->req.body.data, x->req.body.len, depth, &obj, &at, &why);
+    if (st == CCP_JSON_TOO_DEEP)
+        refuse_limit(x, CCP_E_INVALID_REQUEST, "MAX_JSON_DEPTH",
+                     "request body nests arrays and objects deeper than this service accepts (%d levels, "
+                     "MAX_JSON_DEPTH) at byte %zu",
+                     depth, at);
+    else if (st == CCP_JSON_TRUNCATED)
         fail(x, CCP_E_INVALID_REQUEST, NULL,
              "request body is not valid JSON: it ends too early (%zu bytes); send one complete JSON object",
              x->req.body.len);
@@ -419,9 +444,8 @@ static void build_upstream_headers(exchange *x, ccp_headers *out, bool has_body)
  * all of it and then goes out whole, with its Content-Length, so an upstream
  * that goes silent or dies halfway becomes the dialect's 504/502 instead of
  * a 200 that ends cleanly with half a body. Such answers are small next to a
- * stream; one larger than this goes out as it arrives (with the upstream's
- * Content-Length when it gave one) and is cut off if it fails. */
-#define HOLD_MAX_BYTES ((size_t)8 << 20)
+ * stream; one larger than MAX_HOLD_BYTES goes out as it arrives (with the
+ * upstream's Content-Length when it gave one) and is cut off if it fails. */
 
 /* Sends the held status, headers and body; from here on the answer streams.
  * complete: the held body is the whole answer, whose usage is read once it
@@ -468,6 +492,8 @@ static void note_attempt_failure(exchange *x, const char *upstream_name, ccp_att
     note_upstream_error(x, upstream_error_kind(kind));
 }
 
+static int sse_refused(exchange *x, int rc);
+
 /* The stream goes to the client from here on: its status and headers, then
  * what was held back (the first event), through the framer as usual. */
 static int commit_stream(exchange *x)
@@ -478,7 +504,8 @@ static int commit_stream(exchange *x)
     /* The tree was kept for another upstream's model name; no more attempts. */
     json_object_put(x->body);
     x->body = NULL;
-    if (rc == 0 && x->peek.len) rc = ccp_sse_framer_feed(&x->framer, x->peek.data, x->peek.len, emit_to_client, x);
+    if (rc == 0 && x->peek.len)
+        rc = sse_refused(x, ccp_sse_framer_feed(&x->framer, x->peek.data, x->peek.len, emit_to_client, x));
     ccp_buf_free(&x->peek);
     return rc;
 }
@@ -506,7 +533,8 @@ static int peek_first_event(exchange *x, const char *p, size_t n)
         }
         return commit_stream(x);
     }
-    return x->peek.len > CCP_SSE_MAX_HELD ? commit_stream(x) : 0;
+    /* No first event within the framer's bound: the framer refuses it. */
+    return x->peek.len > x->framer.max_event ? commit_stream(x) : 0;
 }
 
 static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
@@ -559,21 +587,44 @@ static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
     return rc;
 }
 
+/* The framer refused an event over MAX_SSE_EVENT_BYTES: the answer ends
+ * here (the stream with the dialect's error event, an aggregate with its
+ * 502), and the transfer is cancelled. */
+static int sse_refused(exchange *x, int rc)
+{
+    if (rc != CCP_SSE_TOO_LARGE) return rc;
+    refuse_limit(x, CCP_E_UPSTREAM, "MAX_SSE_EVENT_BYTES",
+                 "the upstream sent an event larger than this service relays (%zu bytes, MAX_SSE_EVENT_BYTES) "
+                 "without ending it; the response is incomplete",
+                 x->rt->cfg->max_sse_event_bytes);
+    return -1;
+}
+
 static int on_upstream_data(void *ctx, const char *p, size_t n)
 {
     exchange *x = ctx;
+    size_t max;
     switch (x->mode) {
     case ANSWER_STREAM:
         if (x->peeking) return peek_first_event(x, p, n);
-        return ccp_sse_framer_feed(&x->framer, p, n, emit_to_client, x);
+        return sse_refused(x, ccp_sse_framer_feed(&x->framer, p, n, emit_to_client, x));
     case ANSWER_RETRY:
         return 0; /* the next upstream answers instead */
     case ANSWER_AGGREGATE:
-        return ccp_sse_framer_feed(&x->framer, p, n, emit_to_aggregate, x);
+        max = x->rt->cfg->max_aggregate_bytes;
+        if (n > max - x->aggregated) {
+            refuse_limit(x, CCP_E_UPSTREAM, "MAX_AGGREGATE_BYTES",
+                         "the upstream stream is longer than this service folds into one JSON answer (%zu bytes, "
+                         "MAX_AGGREGATE_BYTES); ask for \"stream\": true to receive it as a stream",
+                         max);
+            return -1;
+        }
+        x->aggregated += n;
+        return sse_refused(x, ccp_sse_framer_feed(&x->framer, p, n, emit_to_aggregate, x));
     case ANSWER_HOLD:
         if (x->rt->cfg->environment == CCP_ENV_TEST && x->logged_response.len < x->rt->cfg->log_body_max_bytes)
             ccp_buf_append(&x->logged_response, p, n);
-        if (n <= HOLD_MAX_BYTES - x->held.len) {
+        if (n <= x->rt->cfg->max_hold_bytes - x->held.len) {
             ccp_buf_append(&x->held, p, n);
             return 0;
         }
@@ -692,6 +743,7 @@ static void on_upstream_done(void *ctx, ccp_upstream_result r, const ccp_upstrea
         if (x->res.client_gone && !x->res.aborted) x->client_left = true;
         break;
     case CCP_UP_CLIENT_GONE:
+        if (x->limit_hit) break; /* the relay cancelled it, and answered already */
         ccp_buf_reset(&x->error);
         ccp_buf_append_str(&x->error, "client disconnected; upstream transfer cancelled");
         x->client_left = true;
@@ -788,7 +840,8 @@ static bool transform(exchange *x, upstream_call *call, char *session_id)
     ccp_buf err = {0};
     bool ok = ccp_adapter_apply(x->adapter, &t, &err) == CCP_OK;
     memcpy(session_id, t.session_id, sizeof t.session_id);
-    if (!ok) fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
+    if (!ok && t.over_limit) refuse_limit(x, CCP_E_TOO_LARGE, t.over_limit, "%s", err.data);
+    else if (!ok) fail(x, CCP_E_INVALID_REQUEST, NULL, "%s", err.data);
     ccp_buf_free(&err);
     if (!ok) return false;
     if (x->d->aggregate_event && x->body) {
@@ -1121,17 +1174,43 @@ static exchange *exchange_new(const ccp_runtime *rt, ccp_upstream *up, ccp_io *i
     ccp_response_init(&x->res, io);
     const char *addr = io->envp ? ccp_http_param(io->envp, "REMOTE_ADDR") : NULL;
     if (addr) snprintf(x->remote_addr, sizeof x->remote_addr, "%s", addr);
-    *st = ccp_request_init(&x->req, io, rt->cfg->base_path);
+    ccp_header_limits lim = {rt->cfg->max_header_count, rt->cfg->max_header_bytes, rt->cfg->max_header_total_bytes};
+    *st = ccp_request_init(&x->req, io, rt->cfg->base_path, &lim);
+    x->framer.max_event = rt->cfg->max_sse_event_bytes;
     assign_request_id(x);
     cors_headers(x);
     return x;
+}
+
+/* Headers over a limit: 431, before anything else is looked at. */
+static void refuse_headers(exchange *x)
+{
+    const ccp_request *r = &x->req;
+    const ccp_config *cfg = x->rt->cfg;
+    const char *limit = r->over_limit;
+    if (strcmp(limit, "MAX_HEADER_COUNT") == 0)
+        refuse_limit(x, CCP_E_HEADERS_TOO_LARGE, limit,
+                     "the request has more headers than this service accepts (%zu, MAX_HEADER_COUNT)",
+                     cfg->max_header_count);
+    else if (strcmp(limit, "MAX_HEADER_BYTES") == 0)
+        refuse_limit(x, CCP_E_HEADERS_TOO_LARGE, limit,
+                     "header %.64s is larger than this service accepts (%zu bytes with its name; at most %zu, "
+                     "MAX_HEADER_BYTES)",
+                     r->over_header, r->over_amount, cfg->max_header_bytes);
+    else
+        refuse_limit(x, CCP_E_HEADERS_TOO_LARGE, limit,
+                     "the request's headers are larger together than this service accepts (over %zu bytes, "
+                     "MAX_HEADER_TOTAL_BYTES)",
+                     cfg->max_header_total_bytes);
 }
 
 void ccp_relay_serve(const ccp_runtime *rt, ccp_upstream *up, ccp_io *io)
 {
     ccp_request_status st;
     exchange *x = exchange_new(rt, up, io, &st);
-    if (st == CCP_REQ_NOT_FOUND)
+    if (st == CCP_REQ_HEADERS_TOO_LARGE)
+        refuse_headers(x);
+    else if (st == CCP_REQ_NOT_FOUND)
         fail(x, CCP_E_NOT_FOUND, NULL, "no route for %s; this service is mounted under %s", x->req.path,
              rt->cfg->base_path);
     else if (st != CCP_REQ_OK)

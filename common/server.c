@@ -269,7 +269,11 @@ static bool start_worker(worker *w, const ccp_runtime *rt, size_t stack)
     w->host = (ccp_fcgi_host){
         .loop = w->loop,
         .body_max = rt->cfg->max_body_bytes,
-        .params_max = 1u << 20,
+        /* The parameters are the headers (as HTTP_* variables, so a little
+         * longer) and the CGI variables, which repeat the URL: past twice the
+         * header total and 64 KiB the headers are over their limit anyway,
+         * and the rest is counted, not kept (fcgi_conn.h). */
+        .params_max = 2 * rt->cfg->max_header_total_bytes + (64u << 10),
         .on_request = on_request,
         .ctx = w,
     };

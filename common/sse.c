@@ -15,30 +15,51 @@ size_t ccp_sse_last_boundary(const char *p, size_t n)
     return 0;
 }
 
+static size_t max_event(const ccp_sse_framer *f)
+{
+    return f->max_event ? f->max_event : CCP_SSE_DEFAULT_MAX_EVENT;
+}
+
+/* The event being held passed the bound: it is dropped, and so is the rest. */
+static int too_large(ccp_sse_framer *f)
+{
+    f->over = true;
+    ccp_buf_free(&f->tail);
+    return CCP_SSE_TOO_LARGE;
+}
+
 int ccp_sse_framer_feed(ccp_sse_framer *f, const char *p, size_t n, ccp_sse_emit_fn emit, void *ctx)
 {
+    if (f->over) return CCP_SSE_TOO_LARGE;
     if (f->tail.len == 0) {
         /* Common case: no carry-over, so no copy of the complete part. */
         size_t cut = ccp_sse_last_boundary(p, n);
-        if (n - cut > CCP_SSE_MAX_HELD) cut = n;
         if (cut && emit(ctx, p, cut) != 0) return -1;
+        if (n - cut > max_event(f)) return too_large(f);
         if (cut < n) ccp_buf_append(&f->tail, p + cut, n - cut);
         return 0;
     }
+    /* The tail holds no boundary, and one that ends in the new bytes starts
+     * at most three bytes before them ("\n\r\n"): only that is searched. */
+    size_t from = f->tail.len > 3 ? f->tail.len - 3 : 0;
     ccp_buf_append(&f->tail, p, n);
-    size_t cut = ccp_sse_last_boundary(f->tail.data, f->tail.len);
-    /* Not SSE after all, or one giant event: stop holding it back. */
-    if (!cut && f->tail.len > CCP_SSE_MAX_HELD) cut = f->tail.len;
-    if (!cut) return 0;
-    int rc = emit(ctx, f->tail.data, cut);
-    memmove(f->tail.data, f->tail.data + cut, f->tail.len - cut);
-    f->tail.len -= cut;
-    f->tail.data[f->tail.len] = '\0';
-    return rc;
+    size_t cut = ccp_sse_last_boundary(f->tail.data + from, f->tail.len - from);
+    int rc = 0;
+    if (cut) {
+        cut += from;
+        rc = emit(ctx, f->tail.data, cut);
+        memmove(f->tail.data, f->tail.data + cut, f->tail.len - cut);
+        f->tail.len -= cut;
+        f->tail.data[f->tail.len] = '\0';
+    }
+    if (rc != 0) return rc;
+    if (f->tail.len > max_event(f)) return too_large(f);
+    return 0;
 }
 
 int ccp_sse_framer_finish(ccp_sse_framer *f, ccp_sse_emit_fn emit, void *ctx)
 {
+    if (f->over) return CCP_SSE_TOO_LARGE;
     int rc = 0;
     if (f->tail.len) rc = emit(ctx, f->tail.data, f->tail.len);
     ccp_buf_reset(&f->tail);

@@ -16,6 +16,22 @@
 
 static const ccp_step_type *const *const families[] = {ccp_steps_common, ccp_steps_claude, ccp_steps_codex};
 
+bool ccp_transform_outputs(ccp_transform *t, size_t n, ccp_buf *err)
+{
+    size_t max = t->cfg ? t->cfg->max_step_outputs : 0;
+    if (!max || n <= max - t->outputs) {
+        t->outputs += n;
+        return true;
+    }
+    t->over_limit = "MAX_STEP_OUTPUTS";
+    ccp_buf_printf(err,
+                   "the request has more parts than this service rewrites for one request: the adapter's steps "
+                   "would make more than %zu input items, content parts, tools or include values "
+                   "(MAX_STEP_OUTPUTS)",
+                   max);
+    return false;
+}
+
 const ccp_step_type *ccp_step_find(const char *name)
 {
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++)

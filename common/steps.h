@@ -34,7 +34,18 @@ typedef struct ccp_transform {
     /* The session id a session step derived ("" when none ran): the pool's
      * stable key, so a conversation stays on one upstream. */
     char session_id[40];
+    /* What the steps made so far: list entries whose number the client
+     * decides (input items, content parts, tools, include values), bounded
+     * by cfg->max_step_outputs (MAX_STEP_OUTPUTS); over_limit names the
+     * limit when a step refused for it. */
+    size_t outputs;
+    const char *over_limit;
 } ccp_transform;
+
+/* A step is about to make n more outputs: true, or false with err set and
+ * t->over_limit = "MAX_STEP_OUTPUTS" when that passes the limit (checked
+ * before the work, one comparison; no cfg: no limit). */
+bool ccp_transform_outputs(ccp_transform *t, size_t n, ccp_buf *err);
 
 /* What a step may consult while loading: the file's profiles, the config. */
 typedef struct ccp_step_env {

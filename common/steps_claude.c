@@ -113,6 +113,8 @@ static int prepend_apply(const void *state, ccp_transform *t, ccp_buf *err)
     } else if (json_object_is_type(system, json_type_array)) {
         if (json_object_array_length(system) > 0 && block_is_text(json_object_array_get_idx(system, 0), s->text))
             return CCP_OK;
+        /* Every block moves one place down. */
+        if (!ccp_transform_outputs(t, json_object_array_length(system) + 1, err)) return CCP_ERR;
         list = json_object_get(system);
     } else {
         ccp_buf_append_str(err, "system: must be a string or a list of text blocks");

@@ -214,6 +214,10 @@ static int normalize_apply(const void *state, ccp_transform *t, ccp_buf *err)
             return CCP_ERR;
         }
         if (!is_message_item(item)) continue; /* function_call & co. pass unchanged */
+        json_object *given = NULL;
+        json_object_object_get_ex(item, "content", &given);
+        size_t parts = json_object_is_type(given, json_type_array) ? json_object_array_length(given) : 1;
+        if (!ccp_transform_outputs(t, 1 + (parts ? parts : 1), err)) return CCP_ERR;
         const char *role = normal_role(item);
         json_object *content =
             normal_content(item, strcmp(role, "assistant") == 0 ? "output_text" : "input_text", i, err);
@@ -319,6 +323,7 @@ static int tools_apply(const void *state, ccp_transform *t, ccp_buf *err)
         return CCP_ERR;
     }
     size_t nc = client ? json_object_array_length(client) : 0;
+    if (!ccp_transform_outputs(t, json_object_array_length(defaults) + nc, err)) return CCP_ERR;
     for (size_t i = 0; i < nc; i++)
         if (!json_object_is_type(json_object_array_get_idx(client, i), json_type_object)) {
             ccp_buf_printf(err, "tools[%zu]: must be an object", i);
@@ -376,25 +381,27 @@ static json_object *resolved_reasoning(json_object *given)
     return r;
 }
 
+/* The client's include values after ours, each once. The values seen are
+ * keys of a json-c object (a hash table), so a long list costs its length,
+ * not its length squared. */
 static json_object *resolved_include(json_object *given)
 {
-    json_object *list = json_object_new_array();
+    json_object *list = json_object_new_array(), *seen = json_object_new_object();
     json_object_array_add(list, json_object_new_string(ENCRYPTED_REASONING));
-    if (!json_object_is_type(given, json_type_array)) return list;
-    for (size_t i = 0; i < json_object_array_length(given); i++) {
+    json_object_object_add(seen, ENCRYPTED_REASONING, NULL);
+    for (size_t i = 0; json_object_is_type(given, json_type_array) && i < json_object_array_length(given); i++) {
         json_object *v = json_object_array_get_idx(given, i);
-        if (!is_str(v)) continue;
-        bool seen = false;
-        for (size_t j = 0; !seen && j < json_object_array_length(list); j++)
-            seen = strcmp(json_object_get_string(json_object_array_get_idx(list, j)), json_object_get_string(v)) == 0;
-        if (!seen) json_object_array_add(list, json_object_new_string(json_object_get_string(v)));
+        if (!is_str(v) || json_object_object_get_ex(seen, json_object_get_string(v), NULL)) continue;
+        json_object_object_add(seen, json_object_get_string(v), NULL);
+        json_object_array_add(list, json_object_new_string(json_object_get_string(v)));
     }
+    json_object_put(seen);
     return list;
 }
 
 static int resolve_apply(const void *state, ccp_transform *t, ccp_buf *err)
 {
-    (void)state, (void)err;
+    (void)state;
     if (!t->body) return CCP_OK;
     json_object *body = t->body, *v;
 
@@ -409,6 +416,9 @@ static int resolve_apply(const void *state, ccp_transform *t, ccp_buf *err)
     json_object_object_add(body, "reasoning", resolved_reasoning(v));
 
     get_field(body, "include", &v);
+    if (!ccp_transform_outputs(t, 1 + (json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0),
+                               err))
+        return CCP_ERR;
     json_object_object_add(body, "include", resolved_include(v));
 
     if (!(get_field(body, "store", &v) && json_object_is_type(v, json_type_boolean)))
@@ -479,6 +489,7 @@ static int env_context_apply(const void *state, ccp_transform *t, ccp_buf *err)
         if (text && strncmp(text, ENV_PREFIX, strlen(ENV_PREFIX)) == 0) return CCP_OK; /* already there */
         break;
     }
+    if (!ccp_transform_outputs(t, n + 1, err)) return CCP_ERR;
     json_object *with = json_object_new_array();
     json_object_array_add(with, user_message(state));
     for (size_t i = 0; i < n; i++) json_object_array_add(with, json_object_get(json_object_array_get_idx(list, i)));

@@ -62,6 +62,9 @@ proxy forwards like any end-to-end header): a comma list of `name` or `name=valu
                         released k times: the test releases events one by one
   sse_error_after=N     stream: after N events send the upstream's own
                         `event: error` (overloaded_error) and end the stream cleanly
+  unended_event=BYTES   stream: after the first event, an event whose data line runs on
+                        for BYTES bytes and never ends (no line break, no blank line),
+                        then the end of the stream (an upstream past MAX_SSE_EVENT_BYTES)
   fragment=N            stream: write every event in N-byte pieces, each its own HTTP
                         chunk and its own TCP segment (the relay must carry partial lines)
   drop                  read the request, then close the connection without a response
@@ -925,6 +928,14 @@ class Handler(BaseHTTPRequestHandler):
                     self.wait_silent(slow, "slow")
             self.send_chunk(data)
             self.update(events_sent=i + 1, last_event_at=time.time())
+            if i == 0 and "unended_event" in beh:
+                left = int(beh["unended_event"])
+                self.send_chunk(b"event: content_block_delta\ndata: ")
+                while left > 0:
+                    n = min(left, 65536)
+                    self.send_chunk(b"x" * n)
+                    left -= n
+                break
         self._write(b"0\r\n\r\n", "end")
         self.update(state="done", finished_at=time.time())
 

@@ -193,6 +193,15 @@ static void setup(void)
     cfg.base_path = "";
     cfg.max_body_bytes = 1 << 20;
     cfg.codex_env_cwd = "/workspace";
+    /* Small limits, so that inputs of a fuzzer's size reach each of them. */
+    cfg.max_header_count = 64;
+    cfg.max_header_bytes = 4096;
+    cfg.max_header_total_bytes = 16384;
+    cfg.max_json_depth = 16;
+    cfg.max_step_outputs = 1000;
+    cfg.max_sse_event_bytes = 4096;
+    cfg.max_aggregate_bytes = 65536;
+    cfg.max_hold_bytes = 8192;
     cfg.log_level = CCP_LOG_ERROR + 1; /* no log lines: they would only slow it down */
     ccp_log_init(&cfg, "fuzz");
     ccp_buf err = {0};

@@ -3,7 +3,8 @@
  *
  * Input: byte 0 is the body limit (times 8, so 0..2040); byte 1 the read
  * size (low 4 bits + 1 bytes per read; bit 4: the read fails at the end
- * instead of a clean end of input). Then NUL-separated parts: the first is
+ * instead of a clean end of input; bits 5-7, k: the header limits, none
+ * for 0, else at most 2k headers, 16k bytes each and 40k in all). Then NUL-separated parts: the first is
  * BASE_PATH, each next one a parameter "NAME=value" (REQUEST_METHOD,
  * REQUEST_URI, PATH_INFO, QUERY_STRING, CONTENT_TYPE, CONTENT_LENGTH,
  * HTTP_*: any bytes but NUL, line breaks included) until an empty part;
@@ -14,7 +15,9 @@
  * in lower case with '-' (never "proxy"), and bad_part or bad_header set
  * whenever anything forwarded (method, path, query, content type, header
  * name or value) holds CR or LF; the body read is OK only within the limit
- * and, with a CONTENT_LENGTH, exactly that long. */
+ * and, with a CONTENT_LENGTH, exactly that long; with header limits, an OK
+ * request's headers keep within them, and one over them is
+ * CCP_REQ_HEADERS_TOO_LARGE naming the limit (never without limits). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,6 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t limit = (size_t)data[0] * 8;
     size_t piece = (size_t)(data[1] & 0x0f) + 1;
     int read_error = (data[1] & 0x10) != 0;
+    size_t k = (size_t)(data[1] >> 5);
+    ccp_header_limits lim = {2 * k, 16 * k, 40 * k};
     data += 2;
     size_t left = size - 2;
 
@@ -115,8 +120,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     f.read_error = read_error;
 
     ccp_request r;
-    ccp_request_status st = ccp_request_init(&r, &f.io, base_path);
+    ccp_request_status st = ccp_request_init(&r, &f.io, base_path, k ? &lim : NULL);
     if (!r.method) abort();
+    if (st == CCP_REQ_HEADERS_TOO_LARGE) {
+        if (!k || !r.over_limit) abort();
+        if (strcmp(r.over_limit, "MAX_HEADER_COUNT") && strcmp(r.over_limit, "MAX_HEADER_BYTES") &&
+            strcmp(r.over_limit, "MAX_HEADER_TOTAL_BYTES"))
+            abort();
+        if (!strcmp(r.over_limit, "MAX_HEADER_BYTES") && (!r.over_header || r.over_amount <= lim.one_bytes)) abort();
+        if (r.headers.count > lim.count) abort();
+    }
+    if (st != CCP_REQ_HEADERS_TOO_LARGE && r.over_limit) abort();
+    if (st == CCP_REQ_OK && k) {
+        size_t total = 0;
+        if (r.headers.count > lim.count) abort();
+        for (size_t i = 0; i < r.headers.count; i++) {
+            size_t one = strlen(r.headers.items[i].name) + strlen(r.headers.items[i].value);
+            if (one > lim.one_bytes) abort();
+            total += one;
+        }
+        if (total > lim.total_bytes) abort();
+    }
     if (st == CCP_REQ_OK) {
         if (!r.path || r.path[0] != '/' || !r.query) abort();
         if (!r.bad_part && (has_break(r.method) || has_break(r.path) || has_break(r.query) ||

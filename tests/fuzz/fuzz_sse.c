@@ -3,11 +3,14 @@
  * until a 0 byte ends the list; sizes repeat cyclically); the rest is the
  * stream. It goes through the framer (ccp_sse_framer_feed, then finish or
  * finish_event) and every emitted chunk through the event parser
- * (ccp_sse_next_event), as the relay does. Invariants: every chunk fed
- * emits only whole events (it ends at an event boundary) unless the held
- * tail grew past CCP_SSE_MAX_HELD; what goes out is byte-identical to what
- * came in; the event parser consumes within its region and its events'
- * bytes are the region's own. */
+ * (ccp_sse_next_event), as the relay does. The framer's bound on an
+ * incomplete event (max_event) is 1024 + 8 times the first piece size.
+ * Invariants: every chunk fed emits only whole events (it ends at an event
+ * boundary); the tail held never passes max_event; a feed refused with
+ * CCP_SSE_TOO_LARGE dropped an incomplete event longer than max_event, holds
+ * nothing, and every later call is refused too; what goes out is
+ * byte-identical to what came in (up to a refusal); the event parser
+ * consumes within its region and its events' bytes are the region's own. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,14 +26,13 @@ typedef struct sink {
     ccp_sse_event ev;
     size_t events;
     bool finishing; /* finish(): the tail may end anywhere */
-    bool over_held; /* this feed pushed the tail past CCP_SSE_MAX_HELD */
 } sink;
 
 static int emit(void *ctx, const char *p, size_t n)
 {
     sink *s = ctx;
     if (n == 0) return 0;
-    if (!s->finishing && !s->over_held && ccp_sse_last_boundary(p, n) != n) abort();
+    if (!s->finishing && ccp_sse_last_boundary(p, n) != n) abort();
     ccp_buf_append(&s->out, p, n);
     size_t off = 0;
     while (off < n) {
@@ -43,7 +45,7 @@ static int emit(void *ctx, const char *p, size_t n)
         off += used;
     }
     /* A chunk that ends at a boundary is whole events, nothing left over. */
-    if (!s->finishing && !s->over_held && off != n) abort();
+    if (!s->finishing && off != n) abort();
     return 0;
 }
 
@@ -62,16 +64,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ccp_sse_framer f;
     memset(&f, 0, sizeof f);
+    f.max_event = 1024 + 8 * sizes[0];
     sink s;
     memset(&s, 0, sizeof s);
     size_t off = 0, k = 0;
     while (off < len) {
         size_t n = sizes[k++ % nsizes];
         if (n > len - off) n = len - off;
-        s.over_held = ccp_sse_framer_pending(&f) + n > CCP_SSE_MAX_HELD;
-        if (ccp_sse_framer_feed(&f, stream + off, n, emit, &s) != 0) abort();
+        int rc = ccp_sse_framer_feed(&f, stream + off, n, emit, &s);
         off += n;
-        if (ccp_sse_framer_pending(&f) > CCP_SSE_MAX_HELD + n) abort();
+        if (rc == CCP_SSE_TOO_LARGE) {
+            if (ccp_sse_framer_pending(&f) != 0 || off - s.out.len <= f.max_event) abort();
+            if (memcmp(s.out.data ? s.out.data : "", stream, s.out.len) != 0 && s.out.len) abort();
+            size_t out = s.out.len;
+            if (ccp_sse_framer_feed(&f, "\n\n", 2, emit, &s) != CCP_SSE_TOO_LARGE) abort();
+            if (ccp_sse_framer_finish_event(&f, emit, &s) != CCP_SSE_TOO_LARGE || s.out.len != out) abort();
+            goto done;
+        }
+        if (rc != 0) abort();
+        if (ccp_sse_framer_pending(&f) > f.max_event) abort();
         if (s.out.len + ccp_sse_framer_pending(&f) != off) abort();
     }
     s.finishing = true;
@@ -84,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (as_events && (s.out.len < before + pending || s.out.len > len + 2)) abort();
     if (memcmp(s.out.data ? s.out.data : "", stream, len) != 0 && len) abort();
 
+done:
     ccp_sse_framer_free(&f);
     ccp_sse_event_free(&s.ev);
     ccp_buf_free(&s.out);

@@ -57,9 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     feed(&b, text, len, len ? len : 1);
     check_bounds(&a);
     check_bounds(&b);
-    /* A stream held back past CCP_SSE_MAX_HELD goes out in pieces that are
-     * not whole events; below it, the cut must not matter. */
-    if (len < CCP_SSE_MAX_HELD &&
+    /* Below the framer's bound on one event, the cut must not matter. */
+    if (len < CCP_SSE_DEFAULT_MAX_EVENT &&
         (memcmp(a.tokens, b.tokens, sizeof a.tokens) || a.seen != b.seen || a.error_event != b.error_event ||
          a.reasoning_seen != b.reasoning_seen))
         abort();

@@ -71,6 +71,15 @@ def request_seeds():
         "REQUEST_METHOD=POST", "REQUEST_URI=/v1/responses"], small))
     write("request", "bad_length", request_seed(0x02, 0, "", [
         "REQUEST_METHOD=POST", "REQUEST_URI=/v1/responses", "CONTENT_LENGTH=99999999999999999999"], small))
+    # the header limits (bits 5-7 of the read-size byte, k: 2k headers, 16k bytes each,
+    # 40k in all): over the count, one header over its size, and over the total
+    write("request", "limit_header_count", request_seed(0x10, 0x20 | 3, "", [
+        "REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages", "HTTP_A=1", "HTTP_B=2", "HTTP_C=3"], small))
+    write("request", "limit_header_size", request_seed(0x10, 0xE0 | 3, "", [
+        "REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages", "HTTP_X_API_KEY=k", "HTTP_X_LONG=" + "l" * 120], small))
+    write("request", "limit_header_total", request_seed(0x10, 0x60 | 3, "", [
+        "REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages"] + ["HTTP_X_%d=%s" % (i, "v" * 40) for i in range(4)],
+        small))
     write("request", "short_body", request_seed(0x40, 5, "", [
         "REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages", "CONTENT_LENGTH=100"], small))
     write("request", "websocket", request_seed(0x00, 0, "", [

@@ -116,6 +116,12 @@ STACKS = {
     # a small stream ceiling: the 6th stream at once gets a 503
     "ceiling": dict(env={"WORKER_THREADS": "4", "MAX_STREAMS": "5"}),
 
+    # issue 13 (test_limits): every limit small, so that a test meets the responder's
+    # limit before the web server's own (nginx: 64 KiB a header line, 512 KiB in all;
+    # lighttpd: 64 KiB for the request line and headers together)
+    "limits": dict(env={"MAX_HEADER_COUNT": "40", "MAX_HEADER_BYTES": "2048", "MAX_HEADER_TOTAL_BYTES": "8192",
+                        "MAX_JSON_DEPTH": "16", "MAX_SSE_EVENT_BYTES": "65536", "WORKER_THREADS": "2"}),
+
     # ---- ccproxy-codex
     # the default deployment: OPENAI_BASE_URL ends in /v1, client keys pass through
     "codex": dict(service="codex", env=dict(CODEX_ENV, CORS_ALLOW_ORIGINS=ALLOWED_ORIGIN, WORKER_THREADS="64")),
@@ -132,6 +138,9 @@ STACKS = {
     "codex_down": dict(service="codex", upstream="closed", env=dict(CODEX_ENV, HTTP_CONNECT_TIMEOUT="3")),
     "codex_killable": dict(service="codex", env=dict(CODEX_ENV)),
     "codex_ceiling": dict(service="codex", env=dict(CODEX_ENV, WORKER_THREADS="4", MAX_STREAMS="5")),
+    "codex_limits": dict(service="codex", env=dict(CODEX_ENV, MAX_HEADER_COUNT="40", MAX_SSE_EVENT_BYTES="65536",
+                                                   MAX_AGGREGATE_BYTES="65536", MAX_STEP_OUTPUTS="100",
+                                                   WORKER_THREADS="2")),
 }
 
 BASE_ENV = {

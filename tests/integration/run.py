@@ -32,10 +32,11 @@ import harness  # noqa: E402
 MODULES = ["test_mock", "test_relay", "test_headers", "test_errors", "test_nonstream", "test_cancel",
            "test_lifecycle", "test_cgi", "test_concurrency", "test_adapters", "test_codex", "test_deploy",
            "test_scaleout", "test_tls", "test_makerun", "test_scale",
-           "test_pool", "test_metrics", "test_logs"]
+           "test_pool", "test_metrics", "test_limits",
+           "test_logs"]  # test_logs last: it stops every stack and scans their stderr
 # Run once per web server of CCPROXY_WEB_SERVERS: each test of these modules talks to the
 # stack of the suite's current web server (Suite.web), so the same cases prove both.
-PER_SERVER = {"test_relay", "test_headers", "test_errors", "test_nonstream", "test_cancel",
+PER_SERVER = {"test_relay", "test_headers", "test_errors", "test_limits", "test_nonstream", "test_cancel",
               "test_lifecycle", "test_concurrency", "test_adapters", "test_codex", "test_makerun", "test_scale"}
 # Tests whose subject is one web server's own behaviour where the other differs in a way
 # the spec allows; the other server's counterpart (test_deploy.py) names its expectation.

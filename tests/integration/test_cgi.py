@@ -92,6 +92,23 @@ def test_cgi_413_checked_before_reading(s):
     assert_not_forwarded(s, mid, "CGI oversized")
 
 
+def test_cgi_header_limits_are_431(s):
+    """Plain CGI uses the same request view: headers over MAX_HEADER_COUNT or
+    MAX_HEADER_BYTES are 431 in the dialect, nothing forwarded."""
+    mid = new_id()
+    extra = [("x-extra-%02d" % i, "v") for i in range(12)]
+    r = s.cgi("POST", "/v1/messages", api_headers(mock_id=mid, extra=extra), message_body(),
+              env={"MAX_HEADER_COUNT": "10"})
+    obj = assert_anthropic_error(r, 431, "invalid_request_error", "CGI, 16 headers over MAX_HEADER_COUNT=10")
+    check("MAX_HEADER_COUNT" in obj["error"]["message"], "message: %r", obj["error"]["message"])
+    assert_not_forwarded(s, mid, "CGI, too many headers")
+    mid = new_id()
+    r = s.cgi("POST", "/v1/responses", oa_headers(mock_id=mid, extra=[("x-long", "l" * 600)]), responses_body(),
+              env={"MAX_HEADER_BYTES": "512"}, service="codex")
+    assert_openai_error(r, 431, "invalid_request_error", "request_headers_too_large", "CGI, a 600-byte header")
+    assert_not_forwarded(s, mid, "CGI, a header over MAX_HEADER_BYTES")
+
+
 def test_cgi_path_info_and_query(s):
     mid = new_id()
     r = s.cgi("GET", "/v1/models", api_headers(mock_id=mid, content_type=False), body=None, query="limit=1000")

@@ -13,7 +13,7 @@ import http.client
 
 from harness import *
 
-HOLD_MAX = 8 << 20  # HOLD_MAX_BYTES in common/relay.c
+HOLD_MAX = 8 << 20  # MAX_HOLD_BYTES's default (common/config.c)
 BIG = 20000000      # a body whose first half is over HOLD_MAX
 
 CLAUDE = dict(main="main", timeout="timeout", slow_timeout="timeout5", path="/v1/messages",

@@ -8,6 +8,8 @@
  * every test starts from an environment with all config variables unset. */
 #include "unit.h"
 
+#include "../../common/sse.h"
+
 #include "../../common/relay.h"
 
 #include <unistd.h>
@@ -98,6 +100,19 @@ static void test_defaults_with_empty_environment(void **state)
     assert_int_equal(cfg.http_max_keepalive, 256);
     assert_int_equal(cfg.http_max_connections, 8192);
     assert_int_equal(cfg.http_keepalive_expiry_s, 30);
+    /* The limits, as unit.h's unit_config_limits fills them for other tests. */
+    ccp_config want;
+    memset(&want, 0, sizeof want);
+    unit_config_limits(&want);
+    assert_int_equal(cfg.max_header_count, want.max_header_count);
+    assert_int_equal(cfg.max_header_bytes, want.max_header_bytes);
+    assert_int_equal(cfg.max_header_total_bytes, want.max_header_total_bytes);
+    assert_int_equal(cfg.max_json_depth, want.max_json_depth);
+    assert_int_equal(cfg.max_step_outputs, want.max_step_outputs);
+    assert_int_equal(cfg.max_sse_event_bytes, want.max_sse_event_bytes);
+    assert_int_equal(cfg.max_sse_event_bytes, CCP_SSE_DEFAULT_MAX_EVENT);
+    assert_int_equal(cfg.max_aggregate_bytes, want.max_aggregate_bytes);
+    assert_int_equal(cfg.max_hold_bytes, want.max_hold_bytes);
     assert_string_equal(cfg.service_host, "127.0.0.1");
     assert_int_equal(cfg.service_port, 8001);
     assert_int_equal(cfg.max_body_bytes, 32u << 20);
@@ -160,9 +175,20 @@ static void test_valid_values_are_taken(void **state)
         "CLAUDE_SERVICE_HOST=0.0.0.0", "CLAUDE_SERVICE_PORT=65535", "MAX_BODY_BYTES=1024",
         "WORKER_THREADS=4096",      "WORKER_STACK_KB=64",       "SHUTDOWN_GRACE=0",
         "UPSTREAM_AUTH_STYLE=Bearer", "ADAPTERS_FILE=/etc/a.json", "SESSION_SECRET=s",
+        "MAX_HEADER_COUNT=8",       "MAX_HEADER_BYTES=16777216", "MAX_HEADER_TOTAL_BYTES=1024",
+        "MAX_JSON_DEPTH=512",       "MAX_STEP_OUTPUTS=100",     "MAX_SSE_EVENT_BYTES=4096",
+        "MAX_AGGREGATE_BYTES=17179869184", "MAX_HOLD_BYTES=0",
         NULL,
     };
     load_expect(&cfg, &err, env, CCP_OK);
+    assert_int_equal(cfg.max_header_count, 8);
+    assert_int_equal(cfg.max_header_bytes, 16777216);
+    assert_int_equal(cfg.max_header_total_bytes, 1024);
+    assert_int_equal(cfg.max_json_depth, 512);
+    assert_int_equal(cfg.max_step_outputs, 100);
+    assert_int_equal(cfg.max_sse_event_bytes, 4096);
+    assert_int_equal(cfg.max_aggregate_bytes, 17179869184ULL);
+    assert_int_equal(cfg.max_hold_bytes, 0);
     assert_int_equal(cfg.environment, CCP_ENV_TEST);
     assert_int_equal(cfg.log_level, CCP_LOG_WARNING);
     assert_int_equal(cfg.log_format, CCP_LOG_CONSOLE);
@@ -221,6 +247,12 @@ static void test_each_bad_value_gives_one_line_naming_it(void **state)
         "HTTP_MAX_KEEPALIVE=-1",     "HTTP_MAX_KEEPALIVE=10001",    "HTTP_MAX_KEEPALIVE=many",
         "HTTP_MAX_CONNECTIONS=0",    "HTTP_MAX_CONNECTIONS=1000001", "HTTP_MAX_CONNECTIONS=0x10",
         "MAX_STREAMS=0",             "MAX_STREAMS=1000001",         "MAX_STREAMS=lots",
+        "MAX_HEADER_COUNT=7",        "MAX_HEADER_COUNT=100001",     "MAX_HEADER_BYTES=255",
+        "MAX_HEADER_BYTES=16777217", "MAX_HEADER_TOTAL_BYTES=1023", "MAX_HEADER_TOTAL_BYTES=67108865",
+        "MAX_JSON_DEPTH=1",          "MAX_JSON_DEPTH=513",          "MAX_STEP_OUTPUTS=99",
+        "MAX_STEP_OUTPUTS=100000001", "MAX_SSE_EVENT_BYTES=4095",   "MAX_SSE_EVENT_BYTES=1073741825",
+        "MAX_AGGREGATE_BYTES=4095",  "MAX_AGGREGATE_BYTES=17179869185", "MAX_HOLD_BYTES=-1",
+        "MAX_HOLD_BYTES=1073741825", "MAX_JSON_DEPTH=deep",
         "HTTP_KEEPALIVE_EXPIRY=0.5", "HTTP_KEEPALIVE_EXPIRY=86401", "HTTP_KEEPALIVE_EXPIRY=x",
         "CLAUDE_SERVICE_PORT=0",     "CLAUDE_SERVICE_PORT=65536",   "CLAUDE_SERVICE_PORT=80a",
         "CLAUDE_SERVICE_PORT=99999999999999999999999",

@@ -100,7 +100,7 @@ static void test_auth_header_table(void **state)
 static void test_error_status_table(void **state)
 {
     (void)state;
-    static const int want[CCP_E_COUNT] = {400, 401, 403, 404, 405, 413, 426, 500, 502, 503, 504, 403};
+    static const int want[CCP_E_COUNT] = {400, 401, 403, 404, 405, 413, 431, 426, 500, 502, 503, 504, 403};
     for (int k = 0; k < CCP_E_COUNT; k++) assert_int_equal(ccp_error_status((ccp_error_kind)k), want[k]);
     assert_int_equal(ccp_error_status(CCP_E_COUNT), 500);
 }
@@ -148,8 +148,9 @@ static void test_error_body_every_kind_parses(void **state)
     (void)state;
     static const char *const types[CCP_E_COUNT] = {
         "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
-        "invalid_request_error", "request_too_large",    "invalid_request_error", "api_error",
-        "api_error",             "overloaded_error",     "api_error",             "permission_error",
+        "invalid_request_error", "request_too_large",    "invalid_request_error", "invalid_request_error",
+        "api_error",             "api_error",            "overloaded_error",      "api_error",
+        "permission_error",
     };
     for (int k = 0; k < CCP_E_COUNT; k++) {
         ccp_buf out = {0};

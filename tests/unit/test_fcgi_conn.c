@@ -74,7 +74,8 @@ static void on_request(void *ctx, ccp_io *io)
 {
     fixture *f = ctx;
     f->requests++;
-    snprintf(f->method, sizeof f->method, "%s", ccp_http_param(io->envp, "REQUEST_METHOD"));
+    const char *method = ccp_http_param(io->envp, "REQUEST_METHOD");
+    snprintf(f->method, sizeof f->method, "%s", method ? method : "");
     char chunk[4096];
     int n;
     ccp_buf_reset(&f->got_body);
@@ -302,7 +303,9 @@ static void test_bad_input_from_the_web_server(void **state)
     assert_int_equal(f.requests, 0);
     teardown(&f);
 
-    /* Parameters over params_max: dropped. */
+    /* Parameters over params_max: counted, not kept, and the request is
+     * still handed on (to be answered 431) with none of them and
+     * params_over set; the body is read as usual. */
     setup(&f, 1024);
     ccp_buf_reset(&in);
     ccp_buf_reset(&out);
@@ -310,10 +313,29 @@ static void test_bad_input_from_the_web_server(void **state)
     char big[1000];
     memset(big, 'p', sizeof big);
     for (int i = 0; i < 6; i++) record(&in, 4, 1, big, sizeof big);
+    record(&in, 4, 1, NULL, 0);
+    record(&in, 5, 1, "body", 4);
+    record(&in, 5, 1, NULL, 0);
+    f.answer = false;
     send_all(&f, &in);
+    assert_int_equal(f.requests, 1);
+    assert_non_null(f.pending);
+    assert_true(f.pending->params_over);
+    assert_int_equal(f.pending->params_seen, 6000);
+    assert_null(f.pending->envp[0]);
+    assert_string_equal(ccp_buf_cstr(&f.got_body), "body");
+    static const char answer431[] = "Status: 431 Request Header Fields Too Large\r\n\r\n";
+    assert_int_equal(f.pending->write(f.pending, answer431, sizeof answer431 - 1), 0);
+    ccp_io_finish(f.pending);
+    for (int i = 0; i < 4; i++) ccp_loop_turn(f.loop, 10);
     receive(&f, &out, &eof);
-    assert_true(eof);
-    assert_int_equal(f.requests, 0);
+    int counts431[16], status431 = -1;
+    ccp_buf data431 = {0};
+    records(&out, counts431, &data431, &status431);
+    assert_int_equal(counts431[3], 1); /* FCGI_END_REQUEST: answered, not cut */
+    assert_int_equal(status431, 0);
+    assert_non_null(strstr(ccp_buf_cstr(&data431), "431"));
+    ccp_buf_free(&data431);
     teardown(&f);
 
     /* A second BEGIN_REQUEST while one is open: FCGI_CANT_MPX_CONN for it,

@@ -76,7 +76,92 @@ static void test_header_value_ok(void **state)
 static ccp_request_status init(ccp_request *r, unit_io *u, char **envp, const char *base)
 {
     unit_io_init(u, envp);
-    return ccp_request_init(r, &u->io, base);
+    return ccp_request_init(r, &u->io, base, NULL);
+}
+
+/* ---- header limits (MAX_HEADER_COUNT, MAX_HEADER_BYTES, MAX_HEADER_TOTAL_BYTES) ---- */
+
+static ccp_request_status init_limited(ccp_request *r, unit_io *u, char **envp, ccp_header_limits lim)
+{
+    unit_io_init(u, envp);
+    return ccp_request_init(r, &u->io, "", &lim);
+}
+
+static void test_header_count_limit(void **state)
+{
+    (void)state;
+    char *envp[] = {"REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages", "HTTP_A=1", "HTTP_B=2",
+                    "HTTP_C=3",            "CONTENT_TYPE=application/json", NULL};
+    ccp_request r;
+    unit_io u;
+    /* At the limit: accepted; CONTENT_TYPE is no HTTP_ header and not counted. */
+    assert_int_equal(init_limited(&r, &u, envp, (ccp_header_limits){.count = 3}), CCP_REQ_OK);
+    assert_int_equal(r.headers.count, 3);
+    assert_null(r.over_limit);
+    ccp_request_free(&r);
+    /* One over: refused, and what was past the limit is not kept. */
+    assert_int_equal(init_limited(&r, &u, envp, (ccp_header_limits){.count = 2}), CCP_REQ_HEADERS_TOO_LARGE);
+    assert_string_equal(r.over_limit, "MAX_HEADER_COUNT");
+    assert_int_equal(r.over_amount, 3);
+    assert_int_equal(r.headers.count, 2);
+    /* The rest of the view is there for the log line. */
+    assert_string_equal(r.method, "POST");
+    assert_string_equal(r.path, "/v1/messages");
+    ccp_request_free(&r);
+}
+
+static void test_header_one_size_limit(void **state)
+{
+    (void)state;
+    /* "x-big" + 11 bytes of value = 16 */
+    char *envp[] = {"HTTP_SMALL=1", "HTTP_X_BIG=12345678901", NULL};
+    ccp_request r;
+    unit_io u;
+    assert_int_equal(init_limited(&r, &u, envp, (ccp_header_limits){.one_bytes = 16}), CCP_REQ_OK);
+    ccp_request_free(&r);
+    assert_int_equal(init_limited(&r, &u, envp, (ccp_header_limits){.one_bytes = 15}), CCP_REQ_HEADERS_TOO_LARGE);
+    assert_string_equal(r.over_limit, "MAX_HEADER_BYTES");
+    assert_string_equal(r.over_header, "x-big");
+    assert_int_equal(r.over_amount, 16);
+    assert_null(ccp_request_header(&r, "x-big"));
+    ccp_request_free(&r);
+}
+
+static void test_header_total_limit(void **state)
+{
+    (void)state;
+    char *envp[] = {"HTTP_AA=1234", "HTTP_BB=1234", "HTTP_CC=1234", NULL}; /* 6 bytes each */
+    ccp_request r;
+    unit_io u;
+    assert_int_equal(init_limited(&r, &u, envp, (ccp_header_limits){.total_bytes = 18}), CCP_REQ_OK);
+    ccp_request_free(&r);
+    assert_int_equal(init_limited(&r, &u, envp, (ccp_header_limits){.total_bytes = 17}), CCP_REQ_HEADERS_TOO_LARGE);
+    assert_string_equal(r.over_limit, "MAX_HEADER_TOTAL_BYTES");
+    assert_int_equal(r.over_amount, 18);
+    assert_int_equal(r.headers.count, 2);
+    ccp_request_free(&r);
+    /* Count checked first when both are passed by the same header. */
+    assert_int_equal(init_limited(&r, &u, envp, (ccp_header_limits){.count = 1, .total_bytes = 7}),
+                     CCP_REQ_HEADERS_TOO_LARGE);
+    assert_string_equal(r.over_limit, "MAX_HEADER_COUNT");
+    ccp_request_free(&r);
+}
+
+/* A transport that dropped the parameters (FastCGI's params_max): refused
+ * as a header total over its limit, whatever else the view holds. */
+static void test_params_over_is_headers_too_large(void **state)
+{
+    (void)state;
+    char *envp[] = {NULL};
+    ccp_request r;
+    unit_io u;
+    unit_io_init(&u, envp);
+    u.io.params_over = true;
+    u.io.params_seen = 123456;
+    assert_int_equal(ccp_request_init(&r, &u.io, "", NULL), CCP_REQ_HEADERS_TOO_LARGE);
+    assert_string_equal(r.over_limit, "MAX_HEADER_TOTAL_BYTES");
+    assert_int_equal(r.over_amount, 123456);
+    ccp_request_free(&r);
 }
 
 static void test_request_uri_with_query(void **state)
@@ -928,6 +1013,10 @@ int main(void)
         cmocka_unit_test(test_abort_sends_unknown_record_then_shuts_the_connection),
         cmocka_unit_test(test_abort_over_a_cgi_pipe_writes_nothing),
         cmocka_unit_test(test_abort_without_fd_only_ends_the_response),
+        cmocka_unit_test(test_header_count_limit),
+        cmocka_unit_test(test_header_one_size_limit),
+        cmocka_unit_test(test_header_total_limit),
+        cmocka_unit_test(test_params_over_is_headers_too_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,6 +57,49 @@ static void test_parse_without_at_or_err(void **state)
     assert_int_equal(ccp_json_parse(NULL, 0, &v, NULL, NULL), CCP_JSON_TRUNCATED);
 }
 
+/* Depth as json-c counts it: the value is level 1, a value inside an array
+ * or object one more. Past the depth: CCP_JSON_TOO_DEEP, naming it. */
+static void test_parse_depth(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int depth;
+        ccp_json_status want;
+    } cases[] = {
+        {"[]", 1, CCP_JSON_OK},         {"[1]", 1, CCP_JSON_TOO_DEEP},     {"[1]", 2, CCP_JSON_OK},
+        {"{\"a\":1}", 1, CCP_JSON_TOO_DEEP}, {"{\"a\":1}", 2, CCP_JSON_OK}, {"[[[1]]]", 3, CCP_JSON_TOO_DEEP},
+        {"[[[1]]]", 4, CCP_JSON_OK},    {"{\"a\":{\"b\":{\"c\":1}}}", 4, CCP_JSON_OK},
+        {"{\"a\":{\"b\":{\"c\":1}}}", 3, CCP_JSON_TOO_DEEP},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        json_object *v;
+        size_t at = 0;
+        ccp_buf err = {0};
+        ccp_json_status st = ccp_json_parse_depth(cases[i].text, strlen(cases[i].text), cases[i].depth, &v, &at, &err);
+        if (st != cases[i].want) print_error("case %zu: %d, want %d\n", i, st, cases[i].want);
+        assert_int_equal(st, cases[i].want);
+        if (st == CCP_JSON_TOO_DEEP) {
+            char want[64];
+            snprintf(want, sizeof want, "nesting deeper than %d levels at byte", cases[i].depth);
+            assert_non_null(strstr(ccp_buf_cstr(&err), want));
+            assert_null(v);
+        }
+        json_object_put(v);
+        ccp_buf_free(&err);
+    }
+    /* The files' parse keeps its 64 levels. */
+    char deep[200];
+    json_object *v;
+    memset(deep, '[', 64);
+    memset(deep + 64, ']', 64);
+    assert_int_equal(ccp_json_parse(deep, 128, &v, NULL, NULL), CCP_JSON_OK);
+    json_object_put(v);
+    memset(deep, '[', 65);
+    memset(deep + 65, ']', 65);
+    assert_int_equal(ccp_json_parse(deep, 130, &v, NULL, NULL), CCP_JSON_TOO_DEEP);
+}
+
 static void test_read_file(void **state)
 {
     (void)state;
@@ -103,6 +146,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_table),
         cmocka_unit_test(test_parse_without_at_or_err),
+        cmocka_unit_test(test_parse_depth),
         cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

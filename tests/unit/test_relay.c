@@ -102,6 +102,7 @@ static void serve(const ccp_dialect *d, char **envp, served *got)
     memset(&cfg, 0, sizeof cfg);
     cfg.base_path = "";
     cfg.log_level = CCP_LOG_DEBUG;
+    unit_config_limits(&cfg);
     ccp_pool *pool = NULL;
     ccp_buf perr = {0};
     assert_int_equal(ccp_pool_load(&pool, "codex", &cfg, &perr), CCP_OK);

@@ -11,7 +11,7 @@
 
 /* ---- relayed answers: held until complete, or cut off ---------------------- */
 
-#define HOLD_MAX ((size_t)8 << 20) /* HOLD_MAX_BYTES in common/relay.c */
+#define HOLD_MAX ((size_t)8 << 20) /* MAX_HOLD_BYTES's default, as unit_config_limits sets it */
 
 /* The scripted upstream: a header block, a body fed in pieces, a result. */
 typedef struct script {
@@ -110,6 +110,15 @@ typedef struct served {
     const char *body; /* where the response body starts in out */
 } served;
 
+/* What the next serve_as changes (reset after it): the configuration (the
+ * limits' defaults otherwise), parameters added to the request's, and
+ * whether the upstream is to be reached at all. */
+static struct {
+    void (*tweak)(ccp_config *cfg);
+    const char *env[4];
+    bool refused; /* answered before the upstream */
+} next;
+
 /* One request through ccp_relay_serve: the service, its path, the body, and
  * a user agent; hangup_fd is a socketpair standing in for the FastCGI
  * connection. */
@@ -121,12 +130,15 @@ static void serve_as(const ccp_service *service, const char *path, const char *r
     snprintf(uri, sizeof uri, "REQUEST_URI=%s", path);
     snprintf(ua, sizeof ua, "HTTP_USER_AGENT=%s", user_agent);
     char *envp[] = {"REQUEST_METHOD=POST", uri, "CONTENT_TYPE=application/json", cl, "HTTP_X_API_KEY=sk-ant-unit",
-                    "HTTP_AUTHORIZATION=Bearer sk-unit", "HTTP_ANTHROPIC_VERSION=2023-06-01", ua, NULL};
+                    "HTTP_AUTHORIZATION=Bearer sk-unit", "HTTP_ANTHROPIC_VERSION=2023-06-01", ua,
+                    (char *)next.env[0], (char *)next.env[1], (char *)next.env[2], (char *)next.env[3], NULL};
     ccp_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.upstream_base_url = "http://upstream.test";
     cfg.base_path = "";
     cfg.max_body_bytes = 1 << 20;
+    unit_config_limits(&cfg);
+    if (next.tweak) next.tweak(&cfg);
     cfg.codex_env_cwd = "/workspace";
     cfg.log_level = CCP_LOG_INFO;
     ccp_log_init(&cfg, service->name);
@@ -150,7 +162,8 @@ static void serve_as(const ccp_service *service, const char *path, const char *r
     unit_stderr_begin(&st);
     ccp_relay_serve(&rt, NULL, &u.io);
     unit_stderr_end(&st, &sv->log);
-    assert_int_equal(up_script.runs, 1);
+    assert_int_equal(up_script.runs, next.refused ? 0 : 1);
+    memset(&next, 0, sizeof next);
 
     sv->out = u.out; /* taken over: not freed by unit_io_free */
     memset(&u.out, 0, sizeof u.out);
@@ -464,6 +477,212 @@ static void test_codex_aggregated_answer_and_early_end(void **state)
     served_free(&sv);
 }
 
+/* ---- the limits ---------------------------------------------------------------- */
+
+static void small_sse_event(ccp_config *cfg)
+{
+    cfg->max_sse_event_bytes = 4096;
+}
+
+static const char started[] = "event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: content_block_delta\ndata: ";
+
+/* An upstream event that never ends (no blank line) past MAX_SSE_EVENT_BYTES:
+ * the client has the whole events before it, then the dialect's error event
+ * naming the limit, and a clean end; none of the long event; the log says
+ * which limit. */
+static void test_sse_event_over_the_limit_ends_the_stream(void **state)
+{
+    (void)state;
+    up_script = (script){.status = 200, .headers = "content-type: text/event-stream", .body = started,
+                         .body_len = sizeof started - 1, .filler = 10000, .result = CCP_UP_OK};
+    next.tweak = small_sse_event;
+    served sv;
+    serve(&sv);
+    assert_true(strncmp(sv.out.data, "Status: 200 OK\r\n", 16) == 0);
+    assert_true(strncmp(sv.body, "event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: error\ndata: ", 71) == 0);
+    assert_non_null(strstr(sv.body, "MAX_SSE_EVENT_BYTES"));
+    assert_null(strstr(sv.body, "xxxx"));
+    assert_null(strstr(sv.body, "content_block_delta"));
+    assert_int_equal(sv.cut.len, 0); /* ended, not cut: the error event is the end */
+    assert_non_null(strstr(sv.log.data, "\"event\":\"limit_reached\""));
+    assert_non_null(strstr(sv.log.data, "MAX_SSE_EVENT_BYTES (502)"));
+    served_free(&sv);
+
+    /* Codex: response.failed, numbered after the last event seen. */
+    static const char created[] = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,"
+                                  "\"response\":{\"id\":\"resp_1\"}}\n\nevent: response.output_text.delta\ndata: ";
+    up_script = (script){.status = 200, .headers = "content-type: text/event-stream", .body = created,
+                         .body_len = sizeof created - 1, .filler = 10000, .result = CCP_UP_OK};
+    next.tweak = small_sse_event;
+    serve_as(&codex_service, "/v1/responses", codex_body_stream, "unit-test/1.0", &sv);
+    const char *failed = strstr(sv.body, "event: response.failed\n");
+    assert_non_null(failed);
+    assert_non_null(strstr(failed, "\"sequence_number\":1"));
+    assert_non_null(strstr(failed, "MAX_SSE_EVENT_BYTES"));
+    assert_null(strstr(sv.body, "xxxx"));
+    served_free(&sv);
+}
+
+static void small_aggregate(ccp_config *cfg)
+{
+    cfg->max_aggregate_bytes = 4096;
+}
+
+/* A forced stream folded into one JSON answer: past MAX_AGGREGATE_BYTES of
+ * stream, or an event past MAX_SSE_EVENT_BYTES, the client gets the
+ * dialect's JSON 502 naming the limit. */
+static void test_aggregate_over_its_limits_is_the_json_502(void **state)
+{
+    (void)state;
+    ccp_buf events = {0};
+    for (int i = 0; i < 100; i++)
+        ccp_buf_printf(&events, "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\","
+                                "\"sequence_number\":%d,\"delta\":\"word \"}\n\n", i);
+    up_script = (script){.status = 200, .headers = "content-type: text/event-stream", .body = events.data,
+                         .body_len = events.len, .piece = 100, .result = CCP_UP_OK};
+    next.tweak = small_aggregate;
+    served sv;
+    serve_as(&codex_service, "/v1/responses", codex_body_plain, "CherryStudio/1.5.0", &sv);
+    assert_true(strncmp(sv.out.data, "Status: 502 ", 12) == 0);
+    assert_true(strncmp(sv.body, "{\"error\":{\"message\":", 20) == 0);
+    assert_non_null(strstr(sv.body, "MAX_AGGREGATE_BYTES"));
+    assert_non_null(strstr(sv.log.data, "MAX_AGGREGATE_BYTES (502)"));
+    assert_true(logged_status(&sv, 502));
+    served_free(&sv);
+
+    /* Within the limit the same stream is no refusal (it just has no final event). */
+    serve_as(&codex_service, "/v1/responses", codex_body_plain, "CherryStudio/1.5.0", &sv);
+    assert_null(strstr(sv.body, "MAX_AGGREGATE_BYTES"));
+    served_free(&sv);
+    ccp_buf_free(&events);
+
+    static const char created[] = "event: response.completed\ndata: {";
+    up_script = (script){.status = 200, .headers = "content-type: text/event-stream", .body = created,
+                         .body_len = sizeof created - 1, .filler = 10000, .result = CCP_UP_OK};
+    next.tweak = small_sse_event;
+    serve_as(&codex_service, "/v1/responses", codex_body_plain, "CherryStudio/1.5.0", &sv);
+    assert_true(strncmp(sv.out.data, "Status: 502 ", 12) == 0);
+    assert_non_null(strstr(sv.body, "MAX_SSE_EVENT_BYTES"));
+    served_free(&sv);
+}
+
+static void no_hold(ccp_config *cfg)
+{
+    cfg->max_hold_bytes = 0;
+}
+
+/* MAX_HOLD_BYTES=0: a non-stream answer goes out as it arrives (and is
+ * cut off when it fails), never held. */
+static void test_hold_limit_is_the_configured_one(void **state)
+{
+    (void)state;
+    up_script = (script){.status = 200, .headers = "content-type: application/json", .body = answer,
+                         .body_len = sizeof answer - 1, .piece = 7, .result = CCP_UP_BROKEN};
+    next.tweak = no_hold;
+    served sv;
+    serve(&sv);
+    assert_true(strncmp(sv.out.data, "Status: 200 OK\r\n", 16) == 0);
+    assert_null(strstr(sv.out.data, "Content-Length"));
+    assert_string_equal(sv.body, answer);
+    assert_true(was_cut_off(&sv));
+    served_free(&sv);
+}
+
+static void few_headers(ccp_config *cfg)
+{
+    cfg->max_header_count = 3; /* the request has 4 HTTP_ headers */
+}
+
+static void small_header(ccp_config *cfg)
+{
+    cfg->max_header_bytes = 40;
+}
+
+static void small_headers_total(ccp_config *cfg)
+{
+    cfg->max_header_total_bytes = 100;
+}
+
+/* Headers over a limit: 431 in the client's dialect, naming the limit,
+ * before anything goes upstream; the log has a limit_reached line. */
+static void test_headers_over_their_limits_are_431(void **state)
+{
+    (void)state;
+    served sv;
+    next.tweak = few_headers;
+    next.refused = true;
+    serve(&sv);
+    assert_true(strncmp(sv.out.data, "Status: 431 Request Header Fields Too Large\r\n", 45) == 0);
+    assert_true(strncmp(sv.body, "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":", 66) == 0);
+    assert_non_null(strstr(sv.body, "(3, MAX_HEADER_COUNT)"));
+    assert_non_null(strstr(sv.log.data, "\"event\":\"limit_reached\""));
+    assert_true(logged_status(&sv, 431));
+    served_free(&sv);
+
+    next.tweak = small_header;
+    next.refused = true;
+    next.env[0] = "HTTP_X_LONG=0123456789012345678901234567890123456789";
+    serve(&sv);
+    assert_true(strncmp(sv.out.data, "Status: 431 ", 12) == 0);
+    assert_non_null(strstr(sv.body, "header x-long is larger"));
+    assert_non_null(strstr(sv.body, "MAX_HEADER_BYTES"));
+    served_free(&sv);
+
+    next.tweak = small_headers_total;
+    next.refused = true;
+    serve_as(&codex_service, "/v1/responses", codex_body_stream, "unit-test/1.0 with a long user agent string", &sv);
+    assert_true(strncmp(sv.out.data, "Status: 431 ", 12) == 0);
+    assert_non_null(strstr(sv.body, "\"code\":\"request_headers_too_large\""));
+    assert_non_null(strstr(sv.body, "MAX_HEADER_TOTAL_BYTES"));
+    served_free(&sv);
+
+    /* At the defaults the same requests pass. */
+    up_script = (script){.status = 200, .headers = "content-type: application/json", .body = answer,
+                         .body_len = sizeof answer - 1, .result = CCP_UP_OK};
+    next.env[0] = "HTTP_X_LONG=0123456789012345678901234567890123456789";
+    serve(&sv);
+    assert_true(strncmp(sv.out.data, "Status: 200 ", 12) == 0);
+    served_free(&sv);
+}
+
+static void shallow_json(ccp_config *cfg)
+{
+    cfg->max_json_depth = 4;
+}
+
+static void few_outputs(ccp_config *cfg)
+{
+    cfg->max_step_outputs = 5;
+}
+
+/* A body nested past MAX_JSON_DEPTH is 400; a body whose adapter steps
+ * would make more than MAX_STEP_OUTPUTS values is 413; each names its
+ * limit, and nothing goes upstream. */
+static void test_json_depth_and_step_outputs(void **state)
+{
+    (void)state;
+    served sv;
+    static const char deep[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"a\":1}]}]}"; /* 5 */
+    next.tweak = shallow_json;
+    next.refused = true;
+    serve_as(&relay_service, "/v1/messages", deep, "unit-test/1.0", &sv);
+    assert_true(strncmp(sv.out.data, "Status: 400 ", 12) == 0);
+    assert_non_null(strstr(sv.body, "(4 levels, MAX_JSON_DEPTH)"));
+    assert_non_null(strstr(sv.log.data, "MAX_JSON_DEPTH (400)"));
+    served_free(&sv);
+
+    static const char many[] = "{\"model\":\"gpt-5-codex\",\"stream\":true,\"input\":[{\"role\":\"user\",\"content\":\"1\"},"
+                               "{\"role\":\"user\",\"content\":\"2\"},{\"role\":\"user\",\"content\":\"3\"}]}";
+    next.tweak = few_outputs;
+    next.refused = true;
+    serve_as(&codex_service, "/v1/responses", many, "CherryStudio/1.5.0", &sv);
+    assert_true(strncmp(sv.out.data, "Status: 413 ", 12) == 0);
+    assert_non_null(strstr(sv.body, "\"code\":\"request_too_large\""));
+    assert_non_null(strstr(sv.body, "(MAX_STEP_OUTPUTS)"));
+    assert_non_null(strstr(sv.log.data, "MAX_STEP_OUTPUTS (413)"));
+    served_free(&sv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +699,11 @@ int main(void)
         cmocka_unit_test(test_codex_stream_failure_ends_with_response_failed),
         cmocka_unit_test(test_codex_bare_error_event_is_replaced),
         cmocka_unit_test(test_codex_aggregated_answer_and_early_end),
+        cmocka_unit_test(test_sse_event_over_the_limit_ends_the_stream),
+        cmocka_unit_test(test_aggregate_over_its_limits_is_the_json_502),
+        cmocka_unit_test(test_hold_limit_is_the_configured_one),
+        cmocka_unit_test(test_headers_over_their_limits_are_431),
+        cmocka_unit_test(test_json_depth_and_step_outputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

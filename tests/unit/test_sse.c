@@ -154,49 +154,104 @@ static void test_framer_finish_with_nothing_held_emits_nothing(void **state)
     sink_free(&s);
 }
 
-static void test_framer_giant_event_is_passed_on(void **state)
+/* MAX_SSE_EVENT_BYTES: an incomplete event is held up to max_event bytes;
+ * past it the framer refuses (the relay ends the answer), having emitted the
+ * complete events before it, and holds nothing. */
+static void test_framer_event_over_limit_is_refused(void **state)
 {
     (void)state;
-    ccp_sse_framer f = {0};
+    ccp_sse_framer f = {.max_event = 64};
     sink s = {0};
-    size_t big = CCP_SSE_MAX_HELD;
-    char *data = ccp_xmalloc(big);
-    memset(data, 'x', big);
-    assert_int_equal(ccp_sse_framer_feed(&f, "data: ", 6, sink_emit, &s), 0);
-    assert_int_equal(s.calls, 0);
-    assert_int_equal(ccp_sse_framer_feed(&f, data, big, sink_emit, &s), 0);
-    /* Over the limit without a boundary: passed on, nothing held. */
+    char x[40];
+    memset(x, 'x', sizeof x);
+    assert_int_equal(ccp_sse_framer_feed(&f, "data: a\n\ndata: ", 15, sink_emit, &s), 0);
+    assert_int_equal(ccp_sse_framer_feed(&f, x, sizeof x, sink_emit, &s), 0); /* 46 held */
+    assert_int_equal(ccp_sse_framer_pending(&f), 46);
+    assert_int_equal(ccp_sse_framer_feed(&f, x, 18, sink_emit, &s), 0); /* 64: at the limit */
+    assert_int_equal(ccp_sse_framer_feed(&f, x, 1, sink_emit, &s), CCP_SSE_TOO_LARGE);
+    assert_int_equal(ccp_sse_framer_pending(&f), 0);
+    assert_string_equal(ccp_buf_cstr(&s.all), "data: a\n\n");
+    /* Refused for good: nothing more is framed, not even a complete event. */
+    assert_int_equal(ccp_sse_framer_feed(&f, "\n\ndata: b\n\n", 11, sink_emit, &s), CCP_SSE_TOO_LARGE);
+    assert_int_equal(ccp_sse_framer_finish(&f, sink_emit, &s), CCP_SSE_TOO_LARGE);
     assert_int_equal(s.calls, 1);
-    assert_int_equal(s.all.len, 6 + big);
-    assert_int_equal(ccp_sse_framer_pending(&f), 0);
-    /* The stream goes on normally afterwards. */
-    assert_int_equal(ccp_sse_framer_feed(&f, "\n\ndata: b\n\n", 11, sink_emit, &s), 0);
-    assert_int_equal(ccp_sse_framer_pending(&f), 0);
-    assert_int_equal(s.all.len, 6 + big + 11);
-    free(data);
     ccp_sse_framer_free(&f);
     sink_free(&s);
 }
 
-/* sse.h: "An incomplete event larger than this is passed on anyway." That
- * must hold when the giant event arrives in one chunk with nothing held. */
-static void test_framer_giant_first_chunk_is_passed_on(void **state)
+/* The same when the long event arrives in one chunk with nothing held: the
+ * events before it go out, the rest is never copied. */
+static void test_framer_event_over_limit_in_one_chunk(void **state)
 {
     (void)state;
-    ccp_sse_framer f = {0};
+    ccp_sse_framer f = {.max_event = 4096};
     sink s = {0};
-    size_t big = CCP_SSE_MAX_HELD + 100;
+    size_t big = 4096 + 100;
     char *data = ccp_xmalloc(big);
     memset(data, 'x', big);
     memcpy(data, "data: a\n\ndata: ", 15);
     int rc = ccp_sse_framer_feed(&f, data, big, sink_emit, &s);
     size_t held = ccp_sse_framer_pending(&f);
     free(data);
+    assert_int_equal(rc, CCP_SSE_TOO_LARGE);
+    assert_int_equal(held, 0);
+    assert_string_equal(ccp_buf_cstr(&s.all), "data: a\n\n");
     ccp_sse_framer_free(&f);
     sink_free(&s);
-    assert_int_equal(rc, 0);
-    if (held > CCP_SSE_MAX_HELD) print_error("framer holds %zu bytes (limit %u)\n", held, CCP_SSE_MAX_HELD);
-    assert_true(held <= CCP_SSE_MAX_HELD);
+}
+
+/* An event that completes within the limit goes out whole, however it was
+ * cut; a zeroed framer has the default bound. */
+static void test_framer_event_at_limit_passes(void **state)
+{
+    (void)state;
+    ccp_sse_framer f = {.max_event = 16};
+    sink s = {0};
+    assert_int_equal(ccp_sse_framer_feed(&f, "data: 0123456789", 16, sink_emit, &s), 0);
+    assert_int_equal(ccp_sse_framer_feed(&f, "\n\n", 2, sink_emit, &s), 0);
+    assert_string_equal(ccp_buf_cstr(&s.all), "data: 0123456789\n\n");
+    assert_int_equal(ccp_sse_framer_pending(&f), 0);
+    ccp_sse_framer_free(&f);
+    sink_free(&s);
+    ccp_sse_framer z = {0};
+    sink t = {0};
+    size_t big = 1u << 20; /* far past the old 1 MiB pass-on, far below the default */
+    char *data = ccp_xmalloc(big);
+    memset(data, 'y', big);
+    assert_int_equal(ccp_sse_framer_feed(&z, "data: ", 6, sink_emit, &t), 0);
+    for (size_t off = 0; off < big; off += 4096) assert_int_equal(ccp_sse_framer_feed(&z, data + off, 4096, sink_emit, &t), 0);
+    assert_int_equal(t.calls, 0);
+    assert_int_equal(ccp_sse_framer_feed(&z, "\n\n", 2, sink_emit, &t), 0);
+    assert_int_equal(t.all.len, 6 + big + 2);
+    assert_int_equal(CCP_SSE_DEFAULT_MAX_EVENT, 16u << 20);
+    free(data);
+    ccp_sse_framer_free(&z);
+    sink_free(&t);
+}
+
+/* The framer searches only the new bytes and the three before them: every
+ * boundary split across two feeds at every place is still found. */
+static void test_framer_boundary_split_across_feeds(void **state)
+{
+    (void)state;
+    static const char *const streams[] = {"data: abc\n\n", "data: abc\r\n\r\n", "data: abc\n\r\n", "data: abc\r\r",
+                                          "x\n\n"};
+    for (size_t k = 0; k < UNIT_COUNT(streams); k++) {
+        size_t n = strlen(streams[k]);
+        for (size_t a = 1; a < n; a++)
+            for (size_t b = a; b < n; b++) {
+                ccp_sse_framer f = {0};
+                sink s = {0};
+                assert_int_equal(ccp_sse_framer_feed(&f, streams[k], a, sink_emit, &s), 0);
+                assert_int_equal(ccp_sse_framer_feed(&f, streams[k] + a, b - a, sink_emit, &s), 0);
+                assert_int_equal(ccp_sse_framer_feed(&f, streams[k] + b, n - b, sink_emit, &s), 0);
+                if (s.all.len != n) print_error("stream %zu cut at %zu, %zu: %zu emitted\n", k, a, b, s.all.len);
+                assert_int_equal(s.all.len, n);
+                assert_int_equal(ccp_sse_framer_pending(&f), 0);
+                ccp_sse_framer_free(&f);
+                sink_free(&s);
+            }
+    }
 }
 
 static void test_framer_emit_failure_propagates(void **state)
@@ -283,8 +338,10 @@ int main(void)
         cmocka_unit_test(test_framer_whole_chunk_emits_once_and_holds_tail),
         cmocka_unit_test(test_framer_every_two_chunk_split),
         cmocka_unit_test(test_framer_finish_with_nothing_held_emits_nothing),
-        cmocka_unit_test(test_framer_giant_event_is_passed_on),
-        cmocka_unit_test(test_framer_giant_first_chunk_is_passed_on),
+        cmocka_unit_test(test_framer_event_over_limit_is_refused),
+        cmocka_unit_test(test_framer_event_over_limit_in_one_chunk),
+        cmocka_unit_test(test_framer_event_at_limit_passes),
+        cmocka_unit_test(test_framer_boundary_split_across_feeds),
         cmocka_unit_test(test_framer_emit_failure_propagates),
         cmocka_unit_test(test_next_event_parses_fields),
     };

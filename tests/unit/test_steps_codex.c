@@ -732,6 +732,95 @@ static void test_load_env_without_cwd(void **state)
     expect_load_error(&c, "env_context", NULL, "CODEX_ENV_CWD");
 }
 
+/* ---- MAX_STEP_OUTPUTS -------------------------------------------------------------- */
+
+/* Applies step to body under a limit of max outputs: the rc, and (on a
+ * refusal) that it names the limit in the message and in t->over_limit. */
+static int apply_limited(const char *step, const char *body_text, size_t max, size_t *outputs)
+{
+    ccp_buf err = {0};
+    void *state = load_step(&cfg, step, NULL, &err);
+    assert_non_null(state);
+    json_object *body = json_tokener_parse(body_text);
+    assert_non_null(body);
+    ccp_transform t;
+    cfg.max_step_outputs = max;
+    int rc = apply_step(step, state, body, &t, &err);
+    cfg.max_step_outputs = 0;
+    if (rc != CCP_OK) {
+        assert_string_equal(t.over_limit, "MAX_STEP_OUTPUTS");
+        assert_non_null(strstr(ccp_buf_cstr(&err), "(MAX_STEP_OUTPUTS)"));
+    } else {
+        assert_null(t.over_limit);
+    }
+    *outputs = t.outputs;
+    json_object_put(body);
+    ccp_step_find(step)->free(state);
+    ccp_buf_free(&err);
+    return rc;
+}
+
+/* Each step that makes a list the client sizes counts what it makes, and
+ * refuses before the work when that would pass the limit; at the limit it
+ * passes. */
+static void test_step_outputs_are_bounded(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *step, *body;
+        size_t outputs; /* what the step makes */
+    } cases[] = {
+        /* a message and its parts, each */
+        {"normalize_input", "{\"input\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":[\"b\",\"c\"]},"
+                            "{\"type\":\"function_call\"}]}", 5},
+        /* the defaults (2) and the client's tools */
+        {"merge_tools", "{\"tools\":[{\"type\":\"function\",\"name\":\"a\"},{\"type\":\"x\"},{\"type\":\"y\"}]}", 5},
+        /* ours and the client's include values */
+        {"resolve_fields", "{\"include\":[\"a\",\"b\",\"a\"]}", 4},
+        /* the context message and every item moved after it */
+        {"env_context", "{\"input\":[{\"role\":\"user\",\"content\":\"a\"},{\"type\":\"function_call\"}]}", 3},
+    };
+    for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+        size_t n = 0;
+        if (apply_limited(cases[i].step, cases[i].body, cases[i].outputs, &n) != CCP_OK || n != cases[i].outputs) {
+            print_error("%s at its limit: outputs %zu, want %zu\n", cases[i].step, n, cases[i].outputs);
+            fail();
+        }
+        if (apply_limited(cases[i].step, cases[i].body, cases[i].outputs - 1, &n) == CCP_OK) {
+            print_error("%s passed a limit of %zu\n", cases[i].step, cases[i].outputs - 1);
+            fail();
+        }
+        assert_int_equal(apply_limited(cases[i].step, cases[i].body, 0, &n), CCP_OK); /* no limit */
+    }
+}
+
+/* A long include list keeps its first occurrences in order, once each
+ * (the seen-set replaced a scan of the list per value). */
+static void test_long_include_list_is_deduplicated_in_order(void **state)
+{
+    (void)state;
+    ccp_buf body = {0};
+    ccp_buf_append_str(&body, "{\"include\":[");
+    for (int i = 0; i < 20000; i++) ccp_buf_printf(&body, "%s\"v%d\"", i ? "," : "", i % 5000);
+    ccp_buf_append_str(&body, "]}");
+    ccp_buf err = {0};
+    void *st = load_step(&cfg, "resolve_fields", NULL, &err);
+    json_object *b = json_tokener_parse(body.data);
+    assert_non_null(b);
+    ccp_transform t;
+    assert_int_equal(apply_step("resolve_fields", st, b, &t, &err), CCP_OK);
+    json_object *inc;
+    assert_true(json_object_object_get_ex(b, "include", &inc));
+    assert_int_equal(json_object_array_length(inc), 5001);
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(inc, 0)), "reasoning.encrypted_content");
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(inc, 1)), "v0");
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(inc, 5000)), "v4999");
+    json_object_put(b);
+    ccp_step_find("resolve_fields")->free(st);
+    ccp_buf_free(&body);
+    ccp_buf_free(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -750,6 +839,8 @@ int main(void)
         cmocka_unit_test(test_load_bad_tools_file),
         cmocka_unit_test(test_load_bad_instructions_file),
         cmocka_unit_test(test_load_env_without_cwd),
+        cmocka_unit_test(test_step_outputs_are_bounded),
+        cmocka_unit_test(test_long_include_list_is_deduplicated_in_order),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -32,6 +32,22 @@
 
 #define UNIT_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
+/* ---- configuration ------------------------------------------------------ */
+
+/* The limits' defaults (config.c's table; test_config checks they agree),
+ * for a test that fills a ccp_config by hand. */
+static inline void unit_config_limits(ccp_config *cfg)
+{
+    cfg->max_header_count = 256;
+    cfg->max_header_bytes = 32 << 10;
+    cfg->max_header_total_bytes = 48 << 10;
+    cfg->max_json_depth = 64;
+    cfg->max_step_outputs = 200000;
+    cfg->max_sse_event_bytes = 16 << 20;
+    cfg->max_aggregate_bytes = 128 << 20;
+    cfg->max_hold_bytes = 8 << 20;
+}
+
 /* ---- strings ---------------------------------------------------------- */
 
 /* Number of non-overlapping occurrences of needle in hay. */
