@@ -213,6 +213,7 @@ static bool find_usage(const char *p, size_t n, report *r)
 {
     static const char key[] = "\"usage\"";
     const char *last = NULL;
+    if (!n) return false; /* an empty held body has no buffer at all (p is NULL) */
     for (const char *at = p, *hit; (hit = memmem(at, (size_t)(p + n - at), key, sizeof key - 1)) != NULL;
          at = hit + 1) {
         cursor c = {hit + sizeof key - 1, p + n};

@@ -46,6 +46,22 @@ static void expect(const ccp_usage *u, long long in, long long out, long long cr
     assert_int_equal(u->tokens[CCP_TOKENS_REASONING], reasoning);
 }
 
+/* A held answer with an empty body hands over no buffer at all: found by
+ * the exchange fuzz target (memmem on NULL under UBSan). */
+static void test_empty_body_without_buffer(void **state)
+{
+    (void)state;
+    for (int api = 0; api < 2; api++) {
+        ccp_usage u;
+        ccp_usage_init(&u, api ? CCP_USAGE_RESPONSES : CCP_USAGE_MESSAGES);
+        ccp_usage_body(&u, NULL, 0);
+        ccp_usage_scan(&u, NULL, 0);
+        assert_false(u.seen);
+        assert_false(u.error_event);
+        ccp_usage_free(&u);
+    }
+}
+
 static void test_messages_stream_fixture_any_chunking(void **state)
 {
     (void)state;
@@ -262,6 +278,7 @@ static void test_bad_values_are_ignored_or_clamped(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_empty_body_without_buffer),
         cmocka_unit_test(test_messages_stream_fixture_any_chunking),
         cmocka_unit_test(test_messages_stream_cut_before_final_event),
         cmocka_unit_test(test_messages_body_fixture),
