@@ -106,6 +106,8 @@ looks like relayed API traffic):
   GET  /_mock/requests[?id=ID]             {"requests":[record...]}
   GET  /_mock/aborts                       records whose peer disconnected early
   POST /_mock/reset                        forget records and gates
+  POST /_mock/forget?id=ID                 forget the records with that id (a long run's
+                                           memory: tests/soak/soak.py after each check)
   POST /_mock/release?gate=NAME[&n=K|&all=1]
   GET  /_mock/wait?id=ID&state=S&timeout=T  wait until the record with ID exists
                         (state=received), is finished (state=finished), or its peer
@@ -1208,6 +1210,15 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_mock/reset":
             STATE.reset()
             return self.control_reply(200, {"ok": True})
+        if path == "/_mock/forget":
+            rid = arg("id")
+            if not rid:
+                return self.control_reply(400, {"error": "id= required"})
+            with STATE.cond:
+                n = len(STATE.records)
+                STATE.records = [r for r in STATE.records if r["id"] != rid]
+                n -= len(STATE.records)
+            return self.control_reply(200, {"ok": True, "forgotten": n})
         if path == "/_mock/requests":
             rid = arg("id")
             with STATE.cond:
