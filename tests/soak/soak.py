@@ -83,8 +83,8 @@ SOAK_ENV = {"WORKER_THREADS": "2", "HTTP_TIMEOUT": UPSTREAM_TIMEOUT, "MAX_BODY_B
 class Target:
     """One service behind one web server: where to send, which process answers."""
 
-    def __init__(self, web, service, stack, other=False):
-        self.web, self.service, self.stack, self.other = web, service, stack, other
+    def __init__(self, web, service, stack):
+        self.web, self.service, self.stack = web, service, stack
         self.name = "%s/%s" % (web, service)
         self.paused = threading.Event()   # the controller owns this target for a while
         self.inflight = 0
@@ -95,16 +95,13 @@ class Target:
 
     @property
     def port(self):
-        return self.stack.other_port if self.other else self.stack.port
+        return self.stack.port
 
     def responder_pid(self):
         if self.web == "lighttpd":
             r = self.stack.current_responder(self.service)
             return r.pid if r is not None else None
         return self.stack.responder.pid
-
-    def stderr_path(self):
-        return self.stack.other_stderr_path if self.other else self.stack.stderr_path
 
 
 def proc_stats(pid, mock_port):
@@ -457,6 +454,43 @@ def judge(svc, plan, status, body, clean, rec):
         status, clean, len(body), up_status, up_len, body[:160])
 
 
+def judge_self_test():
+    """judge() on made-up answers to a made-up record: what it must refuse it
+    refuses. Returns the cases it got wrong."""
+    ev = [b'event: message_start\ndata: {"type":"message_start"}\n\n',
+          b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"hi"}}\n\n',
+          b'event: message_stop\ndata: {"type":"message_stop"}\n\n']
+    up = b"".join(ev)
+
+    def rec(body, state="done"):
+        return {"status": 200, "response_b64": base64.b64encode(body).decode(), "response_len": len(body),
+                "response_sha256": hashlib.sha256(body).hexdigest(), "response_truncated": False,
+                "response_headers": [["content-type", "text/event-stream"]], "state": state,
+                "finished_at": 1.0}
+    err = b'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"x"}}\n\n'
+    stream = Plan("t", "POST", "/", [], b"", True, OK)
+    cases = [
+        (stream, 200, up, True, rec(up), "identical"),
+        (stream, 200, up[:-1] + b"X", True, rec(up), "corrupt"),           # a changed byte
+        (stream, 200, ev[0] + ev[1], True, rec(up), "corrupt"),            # silently truncated
+        (stream, 200, ev[0] + ev[1], False, rec(ev[0] + ev[1], "died"), "corrupt"),  # cut, no error event
+        (stream, 200, ev[0] + ev[1] + err, True, rec(ev[0] + ev[1], "died"), "terminal_error"),
+        (stream, 200, ev[0] + ev[1][:10] + err, True, rec(ev[0] + ev[1], "died"), "corrupt"),  # half an event
+        (stream, 200, ev[0] + err + err, True, rec(ev[0], "died"), "corrupt"),  # two error events
+        (stream, 502, b'{"type":"error","error":{"type":"api_error","message":"x"}}', True, None, "proxy_error"),
+        (stream, 502, b'<html>502</html>', True, None, "corrupt"),
+        (Plan("t", "POST", "/", [], b"", True, {"left"}, client="killed"), 200, ev[0] + ev[1], True,
+         rec(ev[0] + ev[1], "disconnected"), "left"),
+        (Plan("t", "POST", "/", [], b"", True, {"left"}, client="killed"), 200, up, True, rec(up), "corrupt"),
+    ]
+    wrong = []
+    for i, (plan, status, body, clean, r, want) in enumerate(cases):
+        got, _ = judge("claude", plan, status, body, clean, r)
+        if got != want:
+            wrong.append("case %d: %s, want %s" % (i, got, want))
+    return wrong
+
+
 # --------------------------------------------------------------------------- the soak
 
 
@@ -470,7 +504,6 @@ class Soak:
         self.faults = collections.Counter()
         self.problems = []
         self.checks = []                        # (name, ok, detail)
-        self.stop_load = threading.Event()
         self.ctl_done = threading.Event()
         self.targets = []
         self.table = scenarios()
@@ -559,7 +592,7 @@ class Soak:
 
     # -- the load
     def worker(self, queue):
-        while not self.stop_load.is_set():
+        while True:
             with self.lock:
                 item = queue.pop() if queue else None
             if item is None:
@@ -819,6 +852,8 @@ class Soak:
 
     # -- the whole run
     def run(self):
+        wrong = judge_self_test()
+        self.check("the judge refuses corrupted, truncated and foreign answers", not wrong, "; ".join(wrong))
         self.start()
         self.warm_up()
         queue = [(t, s) for t in self.targets for s in self.table if t.service in s[1]]
@@ -956,9 +991,13 @@ def main():
     ap.add_argument("--rss-slack-mb", type=int, default=8)
     ap.add_argument("--keep", action="store_true", help="keep the stacks' directory")
     args = ap.parse_args()
-    # a small quarantine: RSS measures the responder's memory, not ASan's freed-block cache
-    os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:quarantine_size_mb=4:"
-                                          "allocator_release_to_os_interval_ms=500")
+    # a small quarantine: RSS measures the responder's memory, not ASan's cache of
+    # freed blocks (256 MB by default); added to what make test exports
+    asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
+    for opt in ("quarantine_size_mb=4", "allocator_release_to_os_interval_ms=500"):
+        if opt.split("=")[0] + "=" not in asan:
+            asan += ":" + opt
+    os.environ["ASAN_OPTIONS"] = asan
     os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     s = Soak(args)
     ok = False
