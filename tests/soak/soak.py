@@ -988,7 +988,10 @@ def main():
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 600)))
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
-    ap.add_argument("--rss-slack-mb", type=int, default=8)
+    # ASan's allocator settles 4-8 MB above the warm-up's idle figure and stays there (measured:
+    # +4..7.4 MB after 1337 requests, +5.7..7.8 MB after 3763); a leak is LeakSanitizer's to report
+    # at exit (the sanitizer check), this bound catches growth it cannot see (caches, pools)
+    ap.add_argument("--rss-slack-mb", type=int, default=12)
     ap.add_argument("--keep", action="store_true", help="keep the stacks' directory")
     args = ap.parse_args()
     # a small quarantine: RSS measures the responder's memory, not ASan's cache of
