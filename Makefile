@@ -5,6 +5,8 @@
 #   make run        nginx + responders in the foreground, from this checkout
 #   make deps       install missing Debian packages (as root) or name them
 #   make fuzz       the libFuzzer targets (tests/fuzz/), FUZZ_SECONDS each
+#   make soak       ASan/UBSan responders under nginx and lighttpd, SOAK_SECONDS of
+#                   mixed load with every fault, then the checks (tests/soak/)
 #
 # Missing packages are installed by the build itself when run as root.
 
@@ -45,7 +47,7 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(FUZZ_TARGETS:%=$(BUILD)/fuzz-replay/%)
 
-.PHONY: all deps deps-quiet test unit integration run bench e2e fuzz install uninstall clean
+.PHONY: all deps deps-quiet test unit integration run bench e2e fuzz soak install uninstall clean
 # Keep object files make considers intermediate: no rebuild churn.
 .SECONDARY:
 PREFIX    ?= /usr/local
@@ -138,6 +140,15 @@ fuzz:
 build/fuzz/fuzz/%: tests/fuzz/fuzz_%.c build/fuzz/libccproxy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< build/fuzz/libccproxy.a $(LDLIBS)
+
+# make soak SOAK_SECONDS=N: the responders built with SANITIZE=1 (build/san),
+# then tests/soak/soak.py for N seconds of load (default 600) and its checks;
+# SOAK_ARGS="--clients 32 --seed 7" passes more. make test runs a short soak
+# (SOAK_TEST_SECONDS, default 20) of the build under test.
+SOAK_SECONDS ?= 600
+soak:
+	@$(MAKE) --no-print-directory SANITIZE=1 all
+	@CCPROXY_BIN_DIR=$(abspath build/san)/bin exec python3 tests/soak/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 # Budgets are measured, never asserted by a timed test. The stack beside
 # nginx proxy_pass, one table; e.g. make bench BENCH_ARGS="--streams 1000 --duration 5".

@@ -60,6 +60,21 @@ if [ $unit_only = 0 ]; then
     passed=$((passed + p)) failed=$((failed + f))
 fi
 
+# ---- soak: a short one (tests/soak/soak.py) over the same binaries; each of its
+# checks counts. Skipped when integration tests were named (a filtered run). ----
+if [ $unit_only = 0 ] && [ $# = 0 ] && [ "${CCPROXY_SOAK:-1}" != 0 ]; then
+    out="$log_dir/soak.log"
+    python3 "$here/tests/soak/soak.py" --seconds "${SOAK_TEST_SECONDS:-20}" 2>&1 | tee "$out"
+    line=$(grep -E '^soak: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+    if [ -n "$line" ]; then
+        p=$(echo "$line" | sed 's/^soak: \([0-9]*\) passed.*/\1/')
+        f=$(echo "$line" | sed 's/.* \([0-9]*\) failed.*/\1/')
+    else
+        echo "soak: the soak ended without a verdict"; p=0 f=1
+    fi
+    passed=$((passed + p)) failed=$((failed + f))
+fi
+
 rm -rf "$log_dir"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

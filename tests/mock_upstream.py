@@ -115,6 +115,8 @@ looks like relayed API traffic):
                         request without an x-mock-behavior header, until changed or reset:
                         several mocks behind one proxy (an upstream pool) misbehave each
                         their own way while the client sends the same request
+  POST /_mock/forget?id=ID                 forget the records with that id (a long run's
+                                           memory: tests/soak/soak.py after each check)
   POST /_mock/release?gate=NAME[&n=K|&all=1]
   GET  /_mock/wait?id=ID&state=S&timeout=T  wait until the record with ID exists
                         (state=received), is finished (state=finished), or its peer
@@ -1239,6 +1241,15 @@ class Handler(BaseHTTPRequestHandler):
             with STATE.cond:
                 STATE.default_behavior = arg("set", "")
             return self.control_reply(200, {"ok": True, "behavior": STATE.default_behavior})
+        if path == "/_mock/forget":
+            rid = arg("id")
+            if not rid:
+                return self.control_reply(400, {"error": "id= required"})
+            with STATE.cond:
+                n = len(STATE.records)
+                STATE.records = [r for r in STATE.records if r["id"] != rid]
+                n -= len(STATE.records)
+            return self.control_reply(200, {"ok": True, "forgotten": n})
         if path == "/_mock/requests":
             rid = arg("id")
             with STATE.cond:
