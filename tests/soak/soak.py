@@ -72,7 +72,12 @@ SAN_RE = re.compile(r"ERROR: (Address|Leak|Thread)Sanitizer|runtime error:|SUMMA
 
 NGINX_KEEPALIVE = 256     # conf/nginx/ccproxy-*.conf: the upstream block's keepalive
 HTTP_MAX_KEEPALIVE = 256  # the responders' default (common/config.c)
+# MAX_SSE_EVENT_BYTES of the soak stacks: above the biggest whole event the load makes
+# (Codex's response.completed repeats a "huge" answer of 3 MB), below the runaway one
+MAX_SSE_EVENT = 4 << 20
+RUNAWAY_EVENT = MAX_SSE_EVENT + (1 << 20)
 SOAK_ENV = {"WORKER_THREADS": "2", "HTTP_TIMEOUT": UPSTREAM_TIMEOUT, "MAX_BODY_BYTES": str(MAX_BODY),
+            "MAX_SSE_EVENT_BYTES": str(MAX_SSE_EVENT),
             # idle upstream connections expire soon after the load: the idle count is checked
             "HTTP_KEEPALIVE_EXPIRY": "2", "SHUTDOWN_GRACE": "10"}
 
@@ -222,6 +227,10 @@ FAULTS = [
     ("sse_error", "sse_error_after=2", ("claude",), OK, None),
     ("error_event", "error_event_after=2", ("codex",), STREAM_FAIL, OK),
     ("failed_event", "failed_after=2", ("codex",), OK, OK),
+    # an upstream event that never ends: the framer's bound (MAX_SSE_EVENT_BYTES) ends the
+    # stream with the dialect's terminal error
+    ("runaway_event", "unended_event=%d" % RUNAWAY_EVENT, ("claude", "codex"), STREAM_FAIL, None),
+    ("cache_usage", "cache=100:20", ("claude", "codex"), OK, OK),
 ]
 
 
