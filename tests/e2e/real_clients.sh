@@ -211,6 +211,22 @@ check "its request failed over from down to up" \
     grep -q '"status":200.*"upstream":"up","attempts":2,"failover":"down: unreachable"' \
     "$WORK/pool-codex.log"
 
+# ---- what the service saw (issue 12): metrics, token usage, request ids ----
+curl -s http://127.0.0.1:$CL/metrics > "$WORK/claude.metrics"
+curl -s http://127.0.0.1:$CX/metrics > "$WORK/codex.metrics"
+metric() { # FILE NAME LABEL-SUBSTRING: the sum of the matching samples
+    awk -v n="$2" -v l="$3" 'index($0, n "{") == 1 && index($0, l) { s += $NF } END { print s + 0 }' "$1"
+}
+check "/metrics counts claude code's answered requests"     test "$(metric "$WORK/claude.metrics" ccproxy_requests_total 'adapter="claude_code",status="200"')" -ge 1
+check "/metrics counts the codex cli's answered requests"     test "$(metric "$WORK/codex.metrics" ccproxy_requests_total 'adapter="codex_cli",status="200"')" -ge 1
+check "/metrics counts the tokens the upstream reported, on both services" bash -c \
+    "test $(metric "$WORK/claude.metrics" ccproxy_tokens_total 'kind="output"') -ge 1 &&
+     test $(metric "$WORK/codex.metrics" ccproxy_tokens_total 'kind="output"') -ge 1"
+check "claude code's log lines carry a request id and the usage" \
+    grep -q '"adapter":"claude_code".*"status":200.*"request_id":"[0-9a-f]\{32\}".*"usage":{"input":' "$WORK/claude.log"
+check "codex's log lines carry a request id and the usage" \
+    grep -q '"adapter":"codex_cli".*"status":200.*"request_id":"[0-9a-f]\{32\}".*"usage":{"input":' "$WORK/codex.log"
+
 check "no client key in any responder log" bash -c "! grep -q 'sk-ant-e2e\|sk-e2e-codex' '$WORK/claude.log' '$WORK/codex.log' '$WORK/pool-claude.log' '$WORK/pool-codex.log'"
 echo "e2e: logs and captures in $WORK"
 echo "$pass passed, $fail failed"
