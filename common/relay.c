@@ -540,6 +540,10 @@ static int peek_first_event(exchange *x, const char *p, size_t n)
 static int on_upstream_headers(void *ctx, int status, const ccp_headers *up)
 {
     exchange *x = ctx;
+    /* The transfer copied its URL and header lines when it started: an open
+     * stream keeps only what it still needs. */
+    ccp_headers_free(&x->attempt_headers);
+    ccp_buf_free(&x->attempt_url);
     const char *uid = ccp_headers_get(up, "request-id");
     if (!uid) uid = ccp_headers_get(up, "x-request-id");
     if (uid) snprintf(x->upstream_request_id, sizeof x->upstream_request_id, "%s", uid);
@@ -895,6 +899,13 @@ static bool start_attempt(exchange *x)
                         ccp_buf_cstr(&x->call.auth_value), x->d, u, &x->key);
     ccp_buf_reset(&x->attempt_url);
     x->d->upstream_url(&x->attempt_url, u->base_url, x->req.path, x->req.query);
+    if (x->attempts == x->order_n) {
+        /* The last attempt (the only one, for a pool of one): the headers
+         * each attempt starts from are not needed again. */
+        ccp_headers_free(&x->call.headers);
+        ccp_buf_free(&x->call.auth_name);
+        ccp_buf_free(&x->call.auth_value);
+    }
     const char *body = x->call.body, *model;
     size_t body_len = x->call.body_len;
     ccp_pool_takes(u, x->model, &model);
