@@ -54,22 +54,29 @@ bool ccp_attempt_is_error_event(const ccp_sse_event *ev)
     return err;
 }
 
-void ccp_attempt_headers(ccp_headers *out, const ccp_headers *base, const char *auth_name, const char *auth_value,
-                         const ccp_dialect *d, const ccp_pool_upstream *u, const ccp_client_key *client)
+void ccp_attempt_headers(ccp_headers *out, ccp_headers *base, bool take_base, const char *auth_name,
+                         const char *auth_value, const ccp_dialect *d, const ccp_pool_upstream *u,
+                         const ccp_client_key *client)
 {
     ccp_buf name = {0}, value = {0};
     const char *key = u->api_key ? u->api_key : client->value;
     ccp_key_source came_as = u->api_key ? CCP_KEY_NONE : client->source;
     ccp_dialect_auth_header(d, u->auth_style, came_as, key, &name, &value);
     ccp_headers_free(out);
-    bool placed = false;
-    for (size_t i = 0; i < base->count; i++) {
-        const ccp_header *h = &base->items[i];
-        if (!placed && strcasecmp(h->name, auth_name) == 0 && strcmp(h->value, auth_value) == 0) {
-            ccp_headers_add(out, name.data, value.data);
-            placed = true;
-        } else {
-            ccp_headers_add(out, h->name, h->value);
+    if (take_base) {
+        *out = *base;
+        *base = (ccp_headers){0};
+    } else {
+        for (size_t i = 0; i < base->count; i++) ccp_headers_add(out, base->items[i].name, base->items[i].value);
+    }
+    for (size_t i = 0; i < out->count; i++) {
+        ccp_header *h = &out->items[i];
+        if (strcasecmp(h->name, auth_name) == 0 && strcmp(h->value, auth_value) == 0) {
+            free(h->name);
+            free(h->value);
+            h->name = ccp_xstrdup(name.data);
+            h->value = ccp_xstrdup(value.data);
+            break;
         }
     }
     for (size_t i = 0; i < u->headers.count; i++)

@@ -49,9 +49,12 @@ bool ccp_attempt_is_error_event(const ccp_sse_event *ev);
 /* An attempt's headers into out (replaced): base as the steps left it, with
  * the key header the relay placed (auth_name: auth_value, the client's key)
  * replaced in place by u's key, or by the client's key in u's auth style,
- * and u's extra headers set. A key header a step changed stays as it is. */
-void ccp_attempt_headers(ccp_headers *out, const ccp_headers *base, const char *auth_name, const char *auth_value,
-                         const ccp_dialect *d, const ccp_pool_upstream *u, const ccp_client_key *client);
+ * and u's extra headers set. A key header a step changed stays as it is.
+ * take_base: the last attempt; base's lines move into out (base is left
+ * empty) instead of being copied, since no attempt needs them again. */
+void ccp_attempt_headers(ccp_headers *out, ccp_headers *base, bool take_base, const char *auth_name,
+                         const char *auth_value, const ccp_dialect *d, const ccp_pool_upstream *u,
+                         const ccp_client_key *client);
 
 /* The request body with "model" set to upstream_model, serialised into out
  * (replaced); body itself is left as it was. */

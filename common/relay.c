@@ -895,14 +895,14 @@ static bool start_attempt(exchange *x)
     x->current = x->order[x->attempts++];
     const ccp_pool_upstream *u = ccp_pool_at(x->rt->pool, x->current);
     x->upstream_name = u->name;
-    ccp_attempt_headers(&x->attempt_headers, &x->call.headers, ccp_buf_cstr(&x->call.auth_name),
+    /* The last attempt (the only one, for a pool of one) takes the headers
+     * every attempt starts from: nothing needs them again. */
+    bool last = x->attempts == x->order_n;
+    ccp_attempt_headers(&x->attempt_headers, &x->call.headers, last, ccp_buf_cstr(&x->call.auth_name),
                         ccp_buf_cstr(&x->call.auth_value), x->d, u, &x->key);
     ccp_buf_reset(&x->attempt_url);
     x->d->upstream_url(&x->attempt_url, u->base_url, x->req.path, x->req.query);
-    if (x->attempts == x->order_n) {
-        /* The last attempt (the only one, for a pool of one): the headers
-         * each attempt starts from are not needed again. */
-        ccp_headers_free(&x->call.headers);
+    if (last) {
         ccp_buf_free(&x->call.auth_name);
         ccp_buf_free(&x->call.auth_value);
     }

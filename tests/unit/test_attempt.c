@@ -88,21 +88,37 @@ static void test_headers_and_body(void **state)
     ccp_client_key key = {.value = "sk-client", .source = CCP_KEY_X_API_KEY};
     ccp_headers out = {0};
 
-    ccp_attempt_headers(&out, &base, "x-api-key", "sk-client", &ccp_dialect_anthropic, &server, &key);
+    ccp_attempt_headers(&out, &base, false, "x-api-key", "sk-client", &ccp_dialect_anthropic, &server, &key);
     assert_int_equal(out.count, 4);
     assert_string_equal(out.items[1].name, "x-api-key"); /* in the client's key's place */
     assert_string_equal(out.items[1].value, "sk-server");
     assert_string_equal(ccp_headers_get(&out, "anthropic-beta"), "b2");
     assert_string_equal(ccp_headers_get(&out, "x-tenant"), "t1");
 
-    ccp_attempt_headers(&out, &base, "x-api-key", "sk-client", &ccp_dialect_anthropic, &client, &key);
+    ccp_attempt_headers(&out, &base, false, "x-api-key", "sk-client", &ccp_dialect_anthropic, &client, &key);
     assert_null(ccp_headers_get(&out, "x-api-key"));
     assert_string_equal(ccp_headers_get(&out, "authorization"), "Bearer sk-client");
     assert_true(strcasecmp(out.items[1].name, "authorization") == 0);
 
     /* a key header a step changed is the step's */
-    ccp_attempt_headers(&out, &base, "x-api-key", "sk-other", &ccp_dialect_anthropic, &server, &key);
+    ccp_attempt_headers(&out, &base, false, "x-api-key", "sk-other", &ccp_dialect_anthropic, &server, &key);
     assert_string_equal(ccp_headers_get(&out, "x-api-key"), "sk-client");
+
+    /* the last attempt takes base's lines: the same list, base left empty */
+    ccp_headers copied = {0}, taken = {0};
+    ccp_attempt_headers(&copied, &base, false, "x-api-key", "sk-client", &ccp_dialect_anthropic, &server, &key);
+    ccp_headers moved = {0};
+    for (size_t i = 0; i < base.count; i++) ccp_headers_add(&moved, base.items[i].name, base.items[i].value);
+    ccp_attempt_headers(&taken, &moved, true, "x-api-key", "sk-client", &ccp_dialect_anthropic, &server, &key);
+    assert_int_equal(moved.count, 0);
+    assert_null(moved.items);
+    assert_int_equal(taken.count, copied.count);
+    for (size_t i = 0; i < copied.count; i++) {
+        assert_string_equal(taken.items[i].name, copied.items[i].name);
+        assert_string_equal(taken.items[i].value, copied.items[i].value);
+    }
+    ccp_headers_free(&copied);
+    ccp_headers_free(&taken);
 
     json_object *body = json_tokener_parse("{\"model\":\"claude-x\",\"stream\":true}");
     ccp_buf b = {0};
