@@ -2,19 +2,24 @@
  * names, its API's dialect, its routes and its configuration variables. */
 #include "relay.h"
 
+/* The routes a service answers itself, the same on both (each is added
+ * once, here). Claude Code probes the base URL with HEAD / before its
+ * first call. */
+#define LOCAL_ROUTES                                                   \
+    {"GET", "/health", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},         \
+    {"HEAD", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},              \
+    {"GET", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},               \
+    {"GET", "/adapters", CCP_ROUTE_ADAPTERS, CCP_BODY_NONE, NULL},     \
+    {"GET", "/upstreams", CCP_ROUTE_UPSTREAMS, CCP_BODY_NONE, NULL},   \
+    {"GET", "/metrics", CCP_ROUTE_METRICS, CCP_BODY_NONE, NULL}
+
 static const ccp_route claude_routes[] = {
     {"POST", "/v1/messages", CCP_ROUTE_RELAY,
      CCP_BODY_JSON_OBJECT | CCP_BODY_MODEL | CCP_BODY_MESSAGES_ARRAY | CCP_ADAPT, NULL},
     {"POST", "/v1/messages/count_tokens", CCP_ROUTE_RELAY, CCP_BODY_JSON_OBJECT | CCP_BODY_MODEL, NULL},
     {"GET", "/v1/models", CCP_ROUTE_RELAY, CCP_BODY_NONE, NULL},
     {"GET", "/v1/models/*", CCP_ROUTE_RELAY, CCP_BODY_NONE, NULL},
-    {"GET", "/health", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
-    /* Claude Code probes the base URL with HEAD / before its first call. */
-    {"HEAD", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
-    {"GET", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
-    {"GET", "/adapters", CCP_ROUTE_ADAPTERS, CCP_BODY_NONE, NULL},
-    {"GET", "/upstreams", CCP_ROUTE_UPSTREAMS, CCP_BODY_NONE, NULL},
-    {"GET", "/metrics", CCP_ROUTE_METRICS, CCP_BODY_NONE, NULL},
+    LOCAL_ROUTES,
 };
 
 const ccp_service ccp_service_claude = {
@@ -41,12 +46,7 @@ static const ccp_route codex_routes[] = {
     {"GET", "/v1/models", CCP_ROUTE_RELAY, CCP_BODY_NONE, NULL},
     {"GET", "/v1/models/*", CCP_ROUTE_RELAY, CCP_BODY_NONE, NULL},
     {"GET", "/v1", CCP_ROUTE_STATIC, CCP_BODY_NONE, "{\"api\":\"responses\",\"version\":\"v1\",\"supported\":true}"},
-    {"GET", "/health", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
-    {"HEAD", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
-    {"GET", "/", CCP_ROUTE_HEALTH, CCP_BODY_NONE, NULL},
-    {"GET", "/adapters", CCP_ROUTE_ADAPTERS, CCP_BODY_NONE, NULL},
-    {"GET", "/upstreams", CCP_ROUTE_UPSTREAMS, CCP_BODY_NONE, NULL},
-    {"GET", "/metrics", CCP_ROUTE_METRICS, CCP_BODY_NONE, NULL},
+    LOCAL_ROUTES,
 };
 
 const ccp_service ccp_service_codex = {
