@@ -186,6 +186,7 @@ static int emit_to_aggregate(void *ctx, const char *p, size_t n)
  * as if it were complete. */
 static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+static void fail_msg(exchange *x, ccp_error_kind kind, const ccp_headers *extra, const char *msg);
 static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, const char *fmt, ...)
 {
     char msg[1024];
@@ -193,6 +194,11 @@ static void fail(exchange *x, ccp_error_kind kind, const ccp_headers *extra, con
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fail_msg(x, kind, extra, msg);
+}
+
+static void fail_msg(exchange *x, ccp_error_kind kind, const ccp_headers *extra, const char *msg)
+{
     ccp_buf_reset(&x->error);
     ccp_buf_append_str(&x->error, msg);
 
@@ -226,7 +232,7 @@ static void refuse_limit(exchange *x, ccp_error_kind kind, const char *limit, co
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     x->limit_hit = limit;
-    fail(x, kind, NULL, "%s", msg);
+    fail_msg(x, kind, NULL, msg);
     ccp_log_event(CCP_LOG_WARNING, "limit_reached", "%s %s: %s (%d): %s", x->req.method, x->req.path, limit,
                   ccp_error_status(kind), msg);
 }
