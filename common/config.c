@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sha256.h"
 #include "url.h"
 
 /* ---- .env parsing ---------------------------------------------------- */
@@ -495,7 +496,7 @@ static void load_access_keys(source *src, ccp_config *cfg, const char *v)
                 continue;
             }
         } else {
-            SHA256((const unsigned char *)items[i], strlen(items[i]), d);
+            ccp_sha256(items[i], strlen(items[i]), d);
         }
         cfg->access_count++;
     }

@@ -10,6 +10,7 @@
 
 #include "json_fields.h"
 #include "json_text.h"
+#include "sha256.h"
 #include "url.h"
 
 /* Cool-down bounds: 1 s doubling to 60 s without a retry-after; a
@@ -47,7 +48,7 @@ static uint64_t first64(const unsigned char *d)
 uint64_t ccp_pool_key_hash(const char *key, size_t len)
 {
     unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key, len, d);
+    ccp_sha256(key, len, d);
     return first64(d);
 }
 

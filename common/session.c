@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sha256.h"
+
 long long ccp_session_window(time_t now, long window_seconds)
 {
     long long t = (long long)now;
@@ -38,12 +40,12 @@ void ccp_session_derive(const char *client_key, const char *secret, const char *
      * of an API key never enters another construction. */
     unsigned char key[SHA256_DIGEST_LENGTH + 256];
     size_t key_len = SHA256_DIGEST_LENGTH;
-    SHA256((const unsigned char *)client_key, strlen(client_key), key);
+    ccp_sha256(client_key, strlen(client_key), key);
     if (secret && *secret) {
         size_t n = strlen(secret);
         if (n > 256) {
             /* A long secret is folded to its digest; still deterministic. */
-            SHA256((const unsigned char *)secret, n, key + key_len);
+            ccp_sha256(secret, n, key + key_len);
             n = SHA256_DIGEST_LENGTH;
         } else {
             memcpy(key + key_len, secret, n);
