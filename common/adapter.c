@@ -126,11 +126,19 @@ static bool parse_rule(json_object *j, rule *r, int depth, ccp_buf *err)
     return true;
 }
 
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+}
+
+/* Rules run on every request, a User-Agent is long and most positions do
+ * not even start the needle: the first byte is checked before the call. */
 static bool contains_nocase(const char *hay, const char *needle)
 {
     size_t n = strlen(needle);
+    char first = ascii_lower(needle[0]);
     for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0) return true;
+        if (ascii_lower(*hay) == first && strncasecmp(hay, needle, n) == 0) return true;
     return false;
 }
 
