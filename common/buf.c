@@ -102,23 +102,41 @@ void ccp_buf_printf(ccp_buf *b, const char *fmt, ...)
 void ccp_buf_append_json_escaped(ccp_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    if (n == 0) return;
+    ccp_buf_reserve(b, n); /* the usual case: nothing to escape */
+    size_t run = 0;        /* start of the bytes that pass as they are */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) continue;
+        ccp_buf_append(b, s + run, i - run);
+        run = i + 1;
         switch (c) {
         case '"': ccp_buf_append(b, "\\\"", 2); break;
         case '\\': ccp_buf_append(b, "\\\\", 2); break;
         case '\n': ccp_buf_append(b, "\\n", 2); break;
         case '\r': ccp_buf_append(b, "\\r", 2); break;
         case '\t': ccp_buf_append(b, "\\t", 2); break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                ccp_buf_append(b, esc, 6);
-            } else {
-                ccp_buf_append_char(b, (char)c);
-            }
+        default: {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            ccp_buf_append(b, esc, 6);
+        }
         }
     }
+    ccp_buf_append(b, s + run, n - run);
+}
+
+void ccp_buf_append_int(ccp_buf *b, long long v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof tmp, *p = e;
+    /* Negated as unsigned: LLONG_MIN has no positive long long. */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--p = '-';
+    ccp_buf_append(b, p, (size_t)(e - p));
 }
 
 void ccp_buf_append_json_string(ccp_buf *b, const char *s)

@@ -26,6 +26,8 @@ void ccp_buf_printf(ccp_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Appends s as the body of a JSON string literal (no quotes added). */
 void ccp_buf_append_json_escaped(ccp_buf *b, const char *s, size_t n);
+/* Appends v in decimal, as printf's %lld would. */
+void ccp_buf_append_int(ccp_buf *b, long long v);
 /* Appends s as a quoted JSON string, or null when s is NULL. */
 void ccp_buf_append_json_string(ccp_buf *b, const char *s);
 void ccp_buf_reset(ccp_buf *b);

@@ -278,12 +278,10 @@ static void io_release(ccp_io *io)
     atomic_fetch_sub(&c->host->busy, 1);
     c->state = CONN_DRAINING;
     c->io.on_client = NULL;
-    if (send_pending(c) != 0) {
-        conn_close(c);
-        return;
-    }
-    if (!pending(c)) finish_request(c);
-    else set_events(c);
+    /* The end goes out with the round's other writes (flush_tick), after
+     * the round's log lines are written: a client that has its whole answer
+     * finds its line in the log. */
+    mark_dirty(c);
 }
 
 /* ---- input ---------------------------------------------------------------------- */
@@ -546,6 +544,10 @@ static long flush_tick(void *ctx)
         if (c->w.fd < 0) continue; /* closed in that round, freed after this */
         if (send_pending(c) != 0) {
             client_gone(c);
+            continue;
+        }
+        if (c->state == CONN_DRAINING && !pending(c)) {
+            finish_request(c); /* may take the next request, and mark c again */
             continue;
         }
         set_events(c);

@@ -1,7 +1,9 @@
 /* log: one line per event on stderr, JSON (default) or console.
  *
  * Each line is written with a single write(2) so lines from concurrent
- * threads never interleave. Keys never reach this module: callers pass a
+ * threads never interleave; a thread that batches (an event loop) writes
+ * its round's lines with one write(2) of at most PIPE_BUF bytes, whole
+ * lines only. A line is written by the time ccp_log_flush returns. Keys never reach this module: callers pass a
  * fingerprint. Bodies are only logged when the configuration says test. */
 #ifndef CCP_LOG_H
 #define CCP_LOG_H
@@ -51,5 +53,11 @@ typedef struct ccp_request_log {
 void ccp_log_request(const ccp_request_log *r);
 
 bool ccp_log_enabled(ccp_log_level level);
+
+/* Batching, for the calling thread only: on, its lines wait in a buffer
+ * (up to PIPE_BUF) until ccp_log_flush; off flushes and writes each line at
+ * once again (the default: the main thread, CGI, tests). */
+void ccp_log_batch(bool on);
+void ccp_log_flush(void);
 
 #endif

@@ -10,7 +10,7 @@
 
 #include "buf.h"
 
-#define MAX_TICKS 4
+#define MAX_TICKS 6
 
 typedef struct deferred {
     struct deferred *next;

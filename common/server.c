@@ -225,10 +225,22 @@ static bool worker_idle(void *ctx)
     return atomic_load(&w->host.busy) == 0 && (w->host.open == 0 || atomic_load(&w->forced));
 }
 
+/* Writes the log lines of the round: before the answers go out (a client
+ * that has its answer finds its line written), and again after, for what
+ * sending them logged, so no line waits through the loop's sleep. */
+static long log_tick(void *ctx)
+{
+    (void)ctx;
+    ccp_log_flush();
+    return -1;
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
+    ccp_log_batch(true);
     ccp_loop_run(w->loop, worker_idle, w);
+    ccp_log_batch(false);
     OPENSSL_thread_stop(); /* OpenSSL keeps per-thread state until told */
     return NULL;
 }
@@ -279,7 +291,9 @@ static bool start_worker(worker *w, const ccp_runtime *rt, size_t stack)
     };
     w->listen = (ccp_watch){.fd = 0, .fn = on_listen, .ctx = w};
     ccp_loop_on_tick(w->loop, worker_tick, w);
-    ccp_fcgi_host_init(&w->host); /* last: flushes what the others wrote */
+    ccp_loop_on_tick(w->loop, log_tick, NULL);
+    ccp_fcgi_host_init(&w->host); /* flushes what the others wrote */
+    ccp_loop_on_tick(w->loop, log_tick, NULL);
     if (ccp_loop_watch(w->loop, &w->listen, EPOLLIN | EPOLLEXCLUSIVE) != 0) return false;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

@@ -2,6 +2,7 @@
 #include "unit.h"
 
 #include <json-c/json.h>
+#include <limits.h>
 
 static void assert_buf_terminated(const ccp_buf *b)
 {
@@ -249,6 +250,37 @@ static void test_xstrndup_copies_prefix(void **state)
     free(s);
 }
 
+static void test_append_int_prints_like_lld(void **state)
+{
+    (void)state;
+    static const long long vals[] = {0, 7, -7, 10, 1234567890123LL, LLONG_MAX, LLONG_MIN};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        ccp_buf b = {0};
+        ccp_buf_append_str(&b, "x=");
+        ccp_buf_append_int(&b, vals[i]);
+        char want[32];
+        snprintf(want, sizeof want, "x=%lld", vals[i]);
+        assert_string_equal(b.data, want);
+        assert_buf_terminated(&b);
+        ccp_buf_free(&b);
+    }
+}
+
+/* Runs of plain bytes are copied whole; every escape still lands between them. */
+static void test_json_escape_runs_and_edges(void **state)
+{
+    (void)state;
+    ccp_buf b = {0};
+    ccp_buf_append_json_escaped(&b, NULL, 0); /* nothing, and no pointer arithmetic on NULL */
+    assert_int_equal(b.len, 0);
+    ccp_buf_append_json_escaped(&b, "\"ab\\c\x01\x7f" "de\n", 10);
+    assert_string_equal(b.data, "\\\"ab\\\\c\\u0001\\u007fde\\n");
+    ccp_buf_reset(&b);
+    ccp_buf_append_json_escaped(&b, "plain text", 10);
+    assert_string_equal(b.data, "plain text");
+    ccp_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +300,8 @@ int main(void)
         cmocka_unit_test(test_json_escape_respects_length_not_nul),
         cmocka_unit_test(test_json_escape_round_trips_through_json_c),
         cmocka_unit_test(test_xstrndup_copies_prefix),
+        cmocka_unit_test(test_append_int_prints_like_lld),
+        cmocka_unit_test(test_json_escape_runs_and_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include "unit.h"
 
 #include <json-c/json.h>
+#include <sys/stat.h>
 
 #include "../../common/log.h"
 
@@ -390,6 +391,101 @@ static void test_event_json_and_message_escaping(void **state)
     ccp_buf_free(&out);
 }
 
+/* The two-decimal milliseconds are what "%.2f" printed before: exact text. */
+static void test_milliseconds_print_like_printf(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_INFO, 4096);
+    static const struct {
+        double ms;
+        const char *text;
+    } cases[] = {{0, "0.00"},          {12.5, "12.50"},       {3.25, "3.25"},   {0.994, "0.99"},
+                 {0.996, "1.00"},      {1234.567, "1234.57"}, {99999.999, "100000.00"},
+                 {600000.25, "600000.25"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ccp_request_log r = sample();
+        r.duration_ms = cases[i].ms;
+        ccp_buf out = {0};
+        capture_request(&r, &out);
+        char want[64];
+        snprintf(want, sizeof want, "\"duration_ms\":%s,", cases[i].text);
+        if (!strstr(out.data, want)) fail_msg("%g: wanted %s in %s", cases[i].ms, want, out.data);
+        ccp_buf_free(&out);
+    }
+}
+
+/* A loop thread's lines wait until the flush, in order; a batch is written
+ * before it would pass PIPE_BUF (4096), as whole lines; a line longer than
+ * that goes out at once, after what was waiting; batching off flushes. */
+static void test_batched_lines_wait_for_the_flush_whole_and_in_order(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_TEST, CCP_LOG_JSON, CCP_LOG_INFO, 16384);
+    unit_stderr c;
+    ccp_buf out = {0};
+    unit_stderr_begin(&c);
+    ccp_log_batch(true);
+    ccp_request_log r = sample();
+    r.message_count = 0;
+    ccp_log_request(&r);
+    r.message_count = 1;
+    ccp_log_request(&r);
+    struct stat st;
+    assert_int_equal(fstat(c.fd, &st), 0);
+    assert_int_equal(st.st_size, 0); /* both wait */
+    ccp_log_flush();
+    assert_int_equal(fstat(c.fd, &st), 0);
+    assert_true(st.st_size > 0);
+    off_t two = st.st_size;
+
+    /* About 600 bytes a line: the seventh does not fit the first batch. */
+    char body[301];
+    memset(body, 'b', 300);
+    body[300] = '\0';
+    r.request_body = body;
+    r.request_body_len = 300;
+    for (int i = 2; i < 12; i++) {
+        r.message_count = i;
+        ccp_log_request(&r);
+    }
+    assert_int_equal(fstat(c.fd, &st), 0);
+    assert_true(st.st_size > two);             /* one batch went out */
+    assert_true(st.st_size - two <= 4096);      /* within PIPE_BUF */
+    char last;
+    assert_int_equal(pread(c.fd, &last, 1, st.st_size - 1), 1);
+    assert_int_equal(last, '\n');               /* whole lines only */
+
+    static char big[6000];
+    memset(big, 'g', sizeof big - 1);
+    r.request_body = big;
+    r.request_body_len = sizeof big - 1;
+    r.message_count = 12;
+    ccp_log_request(&r); /* alone, at once, after the waiting ones */
+    off_t before_off = st.st_size;
+    assert_int_equal(fstat(c.fd, &st), 0);
+    assert_true(st.st_size - before_off > 6000);
+    r.request_body = NULL;
+    r.message_count = 13;
+    ccp_log_request(&r);
+    ccp_log_batch(false); /* flushes the last */
+    unit_stderr_end(&c, &out);
+
+    int seen = 0;
+    for (const char *p = out.data; *p; seen++) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        json_tokener *tok = json_tokener_new();
+        json_object *o = json_tokener_parse_ex(tok, p, (int)(nl - p));
+        assert_int_equal(json_tokener_get_error(tok), json_tokener_success);
+        json_tokener_free(tok);
+        assert_int_equal(json_object_get_int(field(o, "message_count")), seen);
+        json_object_put(o);
+        p = nl + 1;
+    }
+    assert_int_equal(seen, 14);
+    ccp_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +502,8 @@ int main(void)
         cmocka_unit_test(test_console_format_is_one_line),
         cmocka_unit_test(test_event_json_and_message_escaping),
         cmocka_unit_test(test_usage_and_ids_in_the_line),
+        cmocka_unit_test(test_milliseconds_print_like_printf),
+        cmocka_unit_test(test_batched_lines_wait_for_the_flush_whole_and_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
