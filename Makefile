@@ -153,8 +153,14 @@ soak:
 # Budgets are measured, never asserted by a timed test. The stack beside
 # nginx proxy_pass, one table; e.g. make bench BENCH_ARGS="--streams 1000 --duration 5".
 # exec: a signal make passes on reaches the bench, which stops what it started.
-bench: all
-	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin exec python3 tests/bench/bench.py $(BENCH_ARGS)
+bench: all $(BUILD)/bench/rss_floor
+	@CCPROXY_BIN_DIR=$(abspath $(BUILD))/bin CCPROXY_RSS_FLOOR=$(abspath $(BUILD))/bench/rss_floor \
+	    exec python3 tests/bench/bench.py $(BENCH_ARGS)
+
+# What the libraries alone keep resident, for the bench's idle RSS row.
+$(BUILD)/bench/rss_floor: tests/bench/rss_floor.c | deps-quiet
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 # The real clients (Claude Code, Codex CLI, both SDKs; npm) through the stack.
 e2e: all

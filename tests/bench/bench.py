@@ -24,7 +24,7 @@ per request, the added time to the first event, the responder's idle RSS,
 RSS per open stream and the probe latency with N streams held open against
 the silent upstream, and the time until every held stream was cancelled.
 
-  python3 tests/bench/bench.py [--streams 1000,5000] [--duration 10]
+  python3 tests/bench/bench.py [--streams 1000,5000] [--duration 10] [--repeat 1]
          [--connections 50,200] [--ttfb-samples 300] [--probe-samples 200]
 Standard library and wrk only; stops everything it started, also on Ctrl-C.
 """
@@ -271,6 +271,21 @@ def proc_status(pid, key):
             if line.startswith(key + ":"):
                 return line.split()[1]
     return "?"
+
+
+def rss_floor():
+    """What a process that links and initialises the responder's libraries keeps resident
+    (tests/bench/rss_floor.c, built by make bench): {VmRSS, RssFile, RssAnon, RssShmem} in KB,
+    or None without it."""
+    path = os.environ.get("CCPROXY_RSS_FLOOR")
+    if not path or not os.access(path, os.X_OK):
+        return None
+    try:
+        out = subprocess.run([path], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    got = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", out, re.M)}
+    return got if all(k in got for k in ("VmRSS", "RssFile", "RssAnon", "RssShmem")) else None
 
 
 def fd_count(pid):
@@ -722,6 +737,9 @@ def main():
     ap.add_argument("--streams", type=int_list, default=[1000, 5000],
                     help="open-stream counts held against the silent upstream (default 1000,5000)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="wrk runs per target and connection count, stack and baseline taking turns; "
+                         "each figure is then the run with the median req/s (default 1)")
     ap.add_argument("--connections", type=int_list, default=[50, 200], help="wrk connections (default 50,200)")
     ap.add_argument("--ttfb-samples", type=int, default=300, help="sequential first-event samples per target")
     ap.add_argument("--probe-samples", type=int, default=200, help="sequential probes per kind while streams are open")
@@ -813,6 +831,10 @@ def main():
         ng_pids = [ng.pid] + children_of(ng.pid)
         bng_pids = [bng.pid] + children_of(bng.pid)
         rss_fresh = rss_kb([rpid])
+        # The split says what idle RSS is made of: file-backed pages are the
+        # shared libraries' code and data (libcrypto, libcurl's many
+        # dependencies), shared with every process that maps them.
+        rss_split = (int(proc_status(rpid, "RssFile")), int(proc_status(rpid, "RssAnon")) + int(proc_status(rpid, "RssShmem")))
         log("stack: nginx (%s workers, worker_connections %s) + ccproxy-claude pid %d, idle RSS %.1f MB"
             % (ngset["worker_processes"], ngset["worker_connections"], rpid, rss_fresh / 1024))
 
@@ -882,13 +904,24 @@ def main():
         groups = {"stack": {"responder": [rpid], "nginx": ng_pids}, "baseline": {"nginx": bng_pids}}
         upstream_pids = [canned.pid] + children_of(canned.pid) + [silent.pid]
         for c in a.connections:
-            for name, p in (("stack", port), ("baseline", bport)):
-                run_wrk(p, c, 2, lua, groups[name])  # warm-up
-                log("wrk: %s, %d connections, %d s" % (name, c, a.duration))
-                wrk[name][c] = r = run_wrk(p, c, a.duration, lua, groups[name], rpid if name == "stack" else None,
-                                           upstream_pids)
-                log("  %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.3f ms/request"
-                    % (r["rps"], r["p50"] / 1000, r["p99"] / 1000, r["errors"], r["cpu_total_ms"]))
+            runs = {"stack": [], "baseline": []}
+            for i in range(max(1, a.repeat)):
+                # Taking turns: a drift of the machine (another tenant, a
+                # frequency change) then falls on both targets alike.
+                for name, p in (("stack", port), ("baseline", bport)):
+                    if i == 0:
+                        run_wrk(p, c, 2, lua, groups[name])  # warm-up
+                    log("wrk: %s, %d connections, %d s (run %d of %d)" % (name, c, a.duration, i + 1, max(1, a.repeat)))
+                    r = run_wrk(p, c, a.duration, lua, groups[name], rpid if name == "stack" else None, upstream_pids)
+                    runs[name].append(r)
+                    log("  %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.3f ms/request"
+                        % (r["rps"], r["p50"] / 1000, r["p99"] / 1000, r["errors"], r["cpu_total_ms"]))
+            for name in runs:
+                ordered = sorted(runs[name], key=lambda r: r["rps"])
+                wrk[name][c] = dict(ordered[len(ordered) // 2])
+                # Errors count over every run, not only the median one.
+                wrk[name][c]["errors"] = sum(r["errors"] for r in runs[name])
+                wrk[name][c]["runs"] = [r["rps"] for r in runs[name]]
         if sp.poll() is not None:
             raise RuntimeError("the responder exited (status %s); see %s" % (sp.returncode, resp_log))
 
@@ -913,6 +946,12 @@ def main():
         rows.append(("wrk errors (non-2xx, socket)", str(errs["stack"]), str(errs["baseline"])))
         rows.append(("added time to first event, median", med[port] - med[cport], med[bport] - med[cport], " ms"))
         rows.append(("responder RSS idle, fresh / warm", "%.1f / %.1f MB" % (rss_fresh / 1024, rss_warm / 1024), "-"))
+        rows.append(("  fresh: libraries' pages / own memory", "%.1f / %.1f MB" % (rss_split[0] / 1024, rss_split[1] / 1024),
+                     "-"))
+        floor = rss_floor()
+        if floor:
+            rows.append(("  the libraries alone (rss_floor)", "%.1f MB (%.1f / %.1f)" % (
+                floor["VmRSS"] / 1024, floor["RssFile"] / 1024, (floor["RssAnon"] + floor["RssShmem"]) / 1024), "-"))
         for n in a.streams:
             s, b = held["stack"][n], held["baseline"][n]
             rows.append(("streams open at the upstream, of %d" % n, "%d" % s["at_upstream"], "%d" % b["at_upstream"]))
@@ -943,6 +982,11 @@ def main():
                  ngset["worker_processes"], ngset["worker_connections"]))
         print("load: wrk -t2 -d%ds per run; POST /v1/messages, %d-byte CherryStudio body, %d-byte SSE answer (%d deltas)"
               % (a.duration, len(body), len(sse), sse.count("content_block_delta") // 2))
+        if a.repeat > 1:
+            print("repeat: %d runs per target and connection count, taking turns; each wrk figure is the run with "
+                  "the median req/s; req/s of every run: %s" % (a.repeat, "; ".join(
+                      "%s %d: %s" % (name, c, ", ".join("%.0f" % x for x in wrk[name][c]["runs"]))
+                      for c in a.connections for name in ("stack", "baseline"))))
         print()
         print(table(rows))
         print()
