@@ -60,6 +60,7 @@ typedef struct fixture {
     ccp_buf got_body;
     char method[16];
     bool answer;       /* answer each request at once */
+    bool pieces;       /* ... in several writes, one of them past a record's size */
     ccp_io *pending;   /* a request left unanswered */
     int gone_events;
 } fixture;
@@ -88,6 +89,14 @@ static void on_request(void *ctx, ccp_io *io)
     }
     static const char answer[] = "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nhello";
     assert_int_equal(io->write(io, answer, sizeof answer - 1), 0);
+    if (f->pieces) {
+        static char big[70000];
+        memset(big, 'x', sizeof big);
+        assert_int_equal(io->write(io, " a", 2), 0);
+        assert_int_equal(io->write(io, " b", 2), 0);
+        assert_int_equal(io->write(io, big, sizeof big), 0);
+        assert_int_equal(io->write(io, " c", 2), 0);
+    }
     ccp_io_finish(io);
 }
 
@@ -257,6 +266,40 @@ static void test_request_answered_and_connection_kept(void **state)
     teardown(&f);
 }
 
+/* What one round writes joins the record still waiting to be sent: the
+ * header and two small writes are one record; a write past a record's
+ * 65,535 bytes starts new ones and the small write after it joins the
+ * last; the bytes are the same, in order, and the stream still ends with
+ * an empty record and FCGI_END_REQUEST. */
+static void test_writes_of_one_round_join_one_record(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, 1 << 20);
+    f.pieces = true;
+    ccp_buf in = {0};
+    request(&in, 1, true, "");
+    send_all(&f, &in);
+    ccp_buf out = {0}, data = {0};
+    bool eof;
+    receive(&f, &out, &eof);
+    int counts[16], status = -1;
+    records(&out, counts, &data, &status);
+    /* header+" a"+" b" | 65,535 x | 4,465 x+" c" | the empty end record */
+    assert_int_equal(counts[6], 4);
+    assert_int_equal(counts[3], 1);
+    size_t head = strlen("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nhello");
+    assert_int_equal(data.len, head + 2 + 2 + 70000 + 2);
+    assert_memory_equal(data.data + head, " a b", 4);
+    assert_int_equal(data.data[head + 4], 'x');
+    assert_int_equal(data.data[head + 4 + 69999], 'x');
+    assert_memory_equal(data.data + data.len - 2, " c", 2);
+    ccp_buf_free(&in);
+    ccp_buf_free(&out);
+    ccp_buf_free(&data);
+    teardown(&f);
+}
+
 /* A body over the limit is kept up to one byte past it: the relay's check
  * sees it is too large, and no more than that is held. */
 static void test_body_over_the_limit_is_kept_to_one_byte_past(void **state)
@@ -403,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_params_pairs_both_length_forms),
         cmocka_unit_test(test_params_malformed_are_refused),
         cmocka_unit_test(test_request_answered_and_connection_kept),
+        cmocka_unit_test(test_writes_of_one_round_join_one_record),
         cmocka_unit_test(test_body_over_the_limit_is_kept_to_one_byte_past),
         cmocka_unit_test(test_bad_input_from_the_web_server),
         cmocka_unit_test(test_abort_and_hang_up_while_answering),
