@@ -601,7 +601,8 @@ def write_baseline(prefix, port, canned_port, ng):
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
     conf = """# bench: the baseline, nginx proxy_pass to the canned upstream; the same
-# worker count, worker_connections and access log as the stack's nginx
+# worker count, worker_connections, access log and client buffers as the
+# stack's nginx
 {user}worker_processes {wp};
 {rl}{common}events {{ worker_connections {wc}; }}
 http {{
@@ -615,6 +616,7 @@ http {{
         server_name _;
         underscores_in_headers on;
         large_client_header_buffers 8 64k;
+        client_header_buffer_size 4k;
         client_max_body_size 33m;
         client_body_buffer_size 1m;
         gzip off;
