@@ -69,10 +69,17 @@ static void write_all(const char *p, size_t left)
 #define BATCH_MAX 4096
 static _Thread_local bool batching;
 static _Thread_local ccp_buf batch;
+/* Each thread builds its lines in one buffer it keeps (line_buf). */
+static _Thread_local ccp_buf line;
 
 void ccp_log_batch(bool on)
 {
-    if (!on) ccp_log_flush();
+    if (!on) {
+        ccp_log_flush();
+        /* A thread's buffers are its own: one about to end gives them back. */
+        ccp_buf_free(&batch);
+        ccp_buf_free(&line);
+    }
     batching = on;
 }
 
@@ -173,11 +180,10 @@ static void finish(ccp_buf *b)
     emit(b);
 }
 
-/* Each thread builds its lines in one buffer it keeps; only a line far
- * past the usual size (a logged body) is given back afterwards. */
+/* The thread's line buffer, empty; only one grown far past the usual size
+ * (a logged body) is given back first. */
 static ccp_buf *line_buf(void)
 {
-    static _Thread_local ccp_buf line;
     if (line.cap > 64 * 1024) ccp_buf_free(&line);
     ccp_buf_reset(&line);
     return &line;

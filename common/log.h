@@ -55,8 +55,10 @@ void ccp_log_request(const ccp_request_log *r);
 bool ccp_log_enabled(ccp_log_level level);
 
 /* Batching, for the calling thread only: on, its lines wait in a buffer
- * (up to PIPE_BUF) until ccp_log_flush; off flushes and writes each line at
- * once again (the default: the main thread, CGI, tests). */
+ * (up to PIPE_BUF) until ccp_log_flush; off flushes, gives back the
+ * thread's buffers, and writes each line at once again (the default: the
+ * main thread, CGI, tests). A thread that turned it on turns it off before
+ * it ends. */
 void ccp_log_batch(bool on);
 void ccp_log_flush(void);
 

@@ -4,6 +4,7 @@
 #include "unit.h"
 
 #include <json-c/json.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include "../../common/log.h"
@@ -486,6 +487,37 @@ static void test_batched_lines_wait_for_the_flush_whole_and_in_order(void **stat
     ccp_buf_free(&out);
 }
 
+/* A loop thread batches, logs and ends: its line is written by the time it
+ * turns batching off, and its buffers go with it (under SANITIZE=1, a
+ * thread's buffers left behind are a leak report at exit). */
+static void *batching_thread(void *arg)
+{
+    (void)arg;
+    ccp_log_batch(true);
+    ccp_request_log r = sample();
+    r.message_count = 42;
+    ccp_log_request(&r);
+    ccp_log_batch(false);
+    return NULL;
+}
+
+static void test_a_batching_thread_ends_with_its_line_written(void **state)
+{
+    (void)state;
+    init_log(CCP_ENV_PRODUCTION, CCP_LOG_JSON, CCP_LOG_INFO, 4096);
+    unit_stderr c;
+    ccp_buf out = {0};
+    unit_stderr_begin(&c);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, batching_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    unit_stderr_end(&c, &out);
+    json_object *o = parse_one_line(&out);
+    assert_int_equal(json_object_get_int(field(o, "message_count")), 42);
+    json_object_put(o);
+    ccp_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_usage_and_ids_in_the_line),
         cmocka_unit_test(test_milliseconds_print_like_printf),
         cmocka_unit_test(test_batched_lines_wait_for_the_flush_whole_and_in_order),
+        cmocka_unit_test(test_a_batching_thread_ends_with_its_line_written),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
