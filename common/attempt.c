@@ -6,11 +6,23 @@
 
 #include "json_text.h"
 
+_Static_assert(CCP_ATTEMPT_UNREACHABLE == CCP_UPERR_UNREACHABLE + 1 && CCP_ATTEMPT_TIMEOUT == CCP_UPERR_TIMEOUT + 1 &&
+                   CCP_ATTEMPT_BROKEN == CCP_UPERR_BROKEN + 1 && CCP_ATTEMPT_STATUS_5XX == CCP_UPERR_STATUS_5XX + 1 &&
+                   CCP_ATTEMPT_STATUS_429 == CCP_UPERR_STATUS_429 + 1 &&
+                   CCP_ATTEMPT_ERROR_EVENT == CCP_UPERR_ERROR_EVENT + 1 && CCP_ATTEMPT_KINDS == CCP_UPERR_KINDS + 1,
+               "an attempt's failure kinds are the metrics' kinds, one up");
+
+ccp_upstream_error_kind ccp_attempt_error_kind(ccp_attempt_failure kind)
+{
+    return kind > CCP_ATTEMPT_OK && kind < CCP_ATTEMPT_KINDS ? (ccp_upstream_error_kind)(kind - 1)
+                                                              : CCP_UPERR_UNREACHABLE;
+}
+
 const char *ccp_attempt_failure_name(ccp_attempt_failure kind)
 {
-    static const char *const names[CCP_ATTEMPT_KINDS] = {"ok", "unreachable", "timeout", "broken",
-                                                         "status_5xx", "status_429", "error_event"};
-    return kind >= 0 && kind < CCP_ATTEMPT_KINDS ? names[kind] : "unknown";
+    if (kind == CCP_ATTEMPT_OK) return "ok";
+    return kind > CCP_ATTEMPT_OK && kind < CCP_ATTEMPT_KINDS ? ccp_upstream_error_name(ccp_attempt_error_kind(kind))
+                                                              : "unknown";
 }
 
 bool ccp_attempt_retryable_status(int status)

@@ -16,10 +16,13 @@
 #include "buf.h"
 #include "dialect.h"
 #include "http.h"
+#include "metrics.h"
 #include "pool.h"
 #include "sse.h"
 
-/* How an attempt failed before the client saw a byte. */
+/* How an attempt failed before the client saw a byte: OK, or one of the
+ * kinds ccproxy_upstream_errors_total counts, in the same order (one up),
+ * so the metrics kind and the name are derived, never kept twice. */
 typedef enum {
     CCP_ATTEMPT_OK,
     CCP_ATTEMPT_UNREACHABLE, /* connect, DNS, TLS, or closed without a response */
@@ -31,9 +34,12 @@ typedef enum {
     CCP_ATTEMPT_KINDS
 } ccp_attempt_failure;
 
-/* "ok", "unreachable", "timeout", "broken", "status_5xx", "status_429",
- * "error_event". */
+/* "ok", then the metrics kind's name: "unreachable", "timeout", "broken",
+ * "status_5xx", "status_429", "error_event"; "unknown" out of range. */
 const char *ccp_attempt_failure_name(ccp_attempt_failure kind);
+
+/* The metrics kind of a failure (kind is not CCP_ATTEMPT_OK). */
+ccp_upstream_error_kind ccp_attempt_error_kind(ccp_attempt_failure kind);
 
 /* A status another upstream may answer instead: 5xx (529 among them), 429. */
 bool ccp_attempt_retryable_status(int status);

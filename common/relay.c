@@ -474,18 +474,6 @@ static bool may_retry(const exchange *x)
     return x->attempts < x->order_n && ccp_now_ms() < x->deadline_ms;
 }
 
-static ccp_upstream_error_kind upstream_error_kind(ccp_attempt_failure kind)
-{
-    switch (kind) {
-    case CCP_ATTEMPT_TIMEOUT: return CCP_UPERR_TIMEOUT;
-    case CCP_ATTEMPT_BROKEN: return CCP_UPERR_BROKEN;
-    case CCP_ATTEMPT_STATUS_5XX: return CCP_UPERR_STATUS_5XX;
-    case CCP_ATTEMPT_STATUS_429: return CCP_UPERR_STATUS_429;
-    case CCP_ATTEMPT_ERROR_EVENT: return CCP_UPERR_ERROR_EVENT;
-    default: return CCP_UPERR_UNREACHABLE;
-    }
-}
-
 /* Every failed attempt passes here once: the log's "failover", the
  * upstream's cool-down and its error count. */
 static void note_attempt_failure(exchange *x, const char *upstream_name, ccp_attempt_failure kind)
@@ -495,7 +483,7 @@ static void note_attempt_failure(exchange *x, const char *upstream_name, ccp_att
     if (by_status) ccp_buf_printf(&x->failover, "%s: %d", upstream_name, x->held_status);
     else ccp_buf_printf(&x->failover, "%s: %s", upstream_name, ccp_attempt_failure_name(kind));
     ccp_pool_failed(x->rt->pool, x->current, by_status ? x->retry_after_ms : -1, ccp_now_ms());
-    note_upstream_error(x, upstream_error_kind(kind));
+    note_upstream_error(x, ccp_attempt_error_kind(kind));
 }
 
 static int sse_refused(exchange *x, int rc);
