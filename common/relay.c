@@ -159,18 +159,31 @@ static int emit_to_client(void *ctx, const char *p, size_t n)
 
 static bool may_retry(const exchange *x);
 
+/* An event with a name or data; a comment (a keep-alive) has neither. */
+static bool is_event(const ccp_sse_event *ev)
+{
+    return ev->has_data || ev->name.len;
+}
+
+/* The first event of an answer of which nothing reached the client was an
+ * error (is_error): that is another upstream's turn while one is left (the
+ * overloaded-while-streaming case). True: this attempt is abandoned. */
+static bool abandon_on_error_event(exchange *x, bool is_error)
+{
+    if (!is_error || !may_retry(x)) return false;
+    x->abandoned = true;
+    return true;
+}
+
 static int emit_to_aggregate(void *ctx, const char *p, size_t n)
 {
     exchange *x = ctx;
     size_t at = 0, used;
     while (at < n && (used = ccp_sse_next_event(p + at, n - at, &x->event)) > 0) {
-        /* Nothing went to the client yet: a stream that opens with an error
-         * is another upstream's turn (see peek_first_event). */
-        bool first = (x->event.has_data || x->event.name.len) && x->events_seen++ == 0;
-        if (first && ccp_attempt_is_error_event(&x->event) && may_retry(x)) {
-            x->abandoned = true;
+        /* Nothing went to the client yet (see peek_first_event). */
+        if (is_event(&x->event) && x->events_seen++ == 0 &&
+            abandon_on_error_event(x, ccp_attempt_is_error_event(&x->event)))
             return -1;
-        }
         x->d->aggregate_event(x->d, &x->agg, &x->event);
         if (x->event.has_data)
             ccp_usage_event(&x->usage, x->event.name.data ? x->event.name.data : "", x->event.name.len,
@@ -514,12 +527,10 @@ static int peek_first_event(exchange *x, const char *p, size_t n)
     size_t at = 0, used;
     while ((used = ccp_sse_next_event(x->peek.data + at, x->peek.len - at, &x->event)) > 0) {
         at += used;
-        if (!x->event.has_data && !x->event.name.len) continue; /* a comment: keep looking */
-        if (ccp_attempt_is_error_event(&x->event)) {
-            if (may_retry(x)) {
-                x->abandoned = true;
-                return -1; /* ends this attempt; on_upstream_done starts the next */
-            }
+        if (!is_event(&x->event)) continue; /* a comment: keep looking */
+        bool is_error = ccp_attempt_is_error_event(&x->event);
+        if (abandon_on_error_event(x, is_error)) return -1; /* on_upstream_done starts the next */
+        if (is_error) {
             /* The last attempt: the client gets the error, the upstream cools
              * down; counted here, not again when the event passes. */
             note_attempt_failure(x, x->upstream_name, CCP_ATTEMPT_ERROR_EVENT);
