@@ -33,7 +33,8 @@ struct ccp_pool {
     pool_state *state;
     size_t count;
     int max_attempts;
-    bool maps_models;
+    bool maps_models; /* some upstream renames models */
+    bool holds_keys;  /* some upstream has a key of its own */
 };
 
 /* ---- hashing --------------------------------------------------------------- */
@@ -270,8 +271,10 @@ static void pool_done(ccp_pool *p)
 {
     if (p->max_attempts <= 0)
         p->max_attempts = p->count < CCP_POOL_DEFAULT_MAX_ATTEMPTS ? (int)p->count : CCP_POOL_DEFAULT_MAX_ATTEMPTS;
-    for (size_t i = 0; i < p->count; i++)
+    for (size_t i = 0; i < p->count; i++) {
         if (p->items[i].models) p->maps_models = true;
+        if (p->items[i].api_key) p->holds_keys = true;
+    }
 }
 
 /* The pool of one: today's configuration, unchanged. */
@@ -395,9 +398,7 @@ int ccp_pool_max_attempts(const ccp_pool *p)
 
 bool ccp_pool_holds_keys(const ccp_pool *p)
 {
-    for (size_t i = 0; i < p->count; i++)
-        if (p->items[i].api_key) return true;
-    return false;
+    return p->holds_keys;
 }
 
 bool ccp_pool_maps_models(const ccp_pool *p)
@@ -444,29 +445,43 @@ static int by_failed_at(const void *pa, const void *pb)
     return by_rank(pa, pb);
 }
 
+/* The key's hash and the scores matter only where there is a choice: a
+ * pool of one (every configuration without UPSTREAMS_FILE) hashes nothing
+ * per request. */
+static void score(const ccp_pool *p, ranked *r, size_t n, const char *key, size_t key_len)
+{
+    uint64_t kh = ccp_pool_key_hash(key ? key : "", key ? key_len : 0);
+    for (size_t i = 0; i < n; i++) r[i].score = ccp_pool_score(&p->items[r[i].index], kh);
+}
+
 size_t ccp_pool_order(const ccp_pool *p, const char *key, size_t key_len, const char *model, long long now_ms,
                       size_t *order, size_t max)
 {
     ranked r[CCP_POOL_MAX];
     size_t usable = 0, cooling = 0;
-    uint64_t kh = ccp_pool_key_hash(key ? key : "", key ? key_len : 0);
     /* Usable ones fill r from the front, cooling ones from the back. */
     for (size_t i = 0; i < p->count; i++) {
         const char *um;
         if (!ccp_pool_takes(&p->items[i], model, &um)) continue;
         bool cools = ccp_pool_cooling_ms(p, i, now_ms) > 0;
         ranked *slot = cools ? &r[p->count - 1 - cooling++] : &r[usable++];
-        *slot = (ranked){i, p->items[i].priority, ccp_pool_score(&p->items[i], kh),
+        *slot = (ranked){i, p->items[i].priority, 0,
                          atomic_load_explicit(&p->state[i].failed_at_ms, memory_order_relaxed)};
     }
     ranked *from = r;
     size_t n = usable;
     if (usable) {
-        qsort(r, usable, sizeof *r, by_rank);
+        if (usable > 1) {
+            score(p, r, usable, key, key_len);
+            qsort(r, usable, sizeof *r, by_rank);
+        }
     } else if (cooling) {
         from = &r[p->count - cooling];
         n = cooling;
-        qsort(from, n, sizeof *from, by_failed_at);
+        if (n > 1) {
+            score(p, from, n, key, key_len);
+            qsort(from, n, sizeof *from, by_failed_at);
+        }
     }
     if (n > max) n = max;
     for (size_t i = 0; i < n; i++) order[i] = from[i].index;
