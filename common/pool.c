@@ -77,25 +77,26 @@ double ccp_pool_score(const ccp_pool_upstream *u, uint64_t key_hash)
 
 /* ---- loading ----------------------------------------------------------------- */
 
-static bool name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64) return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr("-._", *s)))
-            return false;
-    return true;
-}
-
-static bool token_ok(const char *s)
+/* Not empty, and only ASCII letters, digits and the bytes of extra. */
+static bool alnum_and(const char *s, const char *extra)
 {
     if (!*s) return false;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr("!#$%&'*+-.^_`|~", *s)))
+              strchr(extra, *s)))
             return false;
     return true;
+}
+
+static bool name_ok(const char *s)
+{
+    return strlen(s) <= 64 && alnum_and(s, "-._");
+}
+
+/* An HTTP token (RFC 9110 tchar): what a header name may be. */
+static bool token_ok(const char *s)
+{
+    return alnum_and(s, "!#$%&'*+-.^_`|~");
 }
 
 static void upstream_free(ccp_pool_upstream *u)
