@@ -80,6 +80,7 @@ size_t ccp_sse_framer_pending(const ccp_sse_framer *f)
 void ccp_sse_framer_free(ccp_sse_framer *f)
 {
     ccp_buf_free(&f->tail);
+    f->over = false;
 }
 
 /* Length of the line end at p (CRLF, LF or CR), 0 if none. */

@@ -46,6 +46,8 @@ int ccp_sse_framer_finish(ccp_sse_framer *f, ccp_sse_emit_fn emit, void *ctx);
 int ccp_sse_framer_finish_event(ccp_sse_framer *f, ccp_sse_emit_fn emit, void *ctx);
 /* Bytes held back (an incomplete event). */
 size_t ccp_sse_framer_pending(const ccp_sse_framer *f);
+/* Drops what is held; the framer is as new (its max_event kept) and may be
+ * fed again: a retried attempt's answer starts from it. */
 void ccp_sse_framer_free(ccp_sse_framer *f);
 
 /* Offset just past the last event boundary in p[0..n), or 0 if none. */

@@ -179,6 +179,23 @@ static void test_framer_event_over_limit_is_refused(void **state)
     sink_free(&s);
 }
 
+/* A framer freed after a refusal is as new, its bound kept: a retried
+ * attempt's answer starts from it. */
+static void test_framer_freed_after_refusal_frames_again(void **state)
+{
+    (void)state;
+    ccp_sse_framer f = {.max_event = 16};
+    sink s = {0};
+    assert_int_equal(ccp_sse_framer_feed(&f, "data: xxxxxxxxxxxxxxxxxxxx", 26, sink_emit, &s), CCP_SSE_TOO_LARGE);
+    ccp_sse_framer_free(&f);
+    assert_int_equal(f.max_event, 16);
+    assert_int_equal(ccp_sse_framer_feed(&f, "data: b\n\n", 9, sink_emit, &s), 0);
+    assert_string_equal(ccp_buf_cstr(&s.all), "data: b\n\n");
+    assert_int_equal(ccp_sse_framer_feed(&f, "data: yyyyyyyyyyyyyyyyyyyy", 26, sink_emit, &s), CCP_SSE_TOO_LARGE);
+    ccp_sse_framer_free(&f);
+    sink_free(&s);
+}
+
 /* The same when the long event arrives in one chunk with nothing held: the
  * events before it go out, the rest is never copied. */
 static void test_framer_event_over_limit_in_one_chunk(void **state)
@@ -339,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_framer_every_two_chunk_split),
         cmocka_unit_test(test_framer_finish_with_nothing_held_emits_nothing),
         cmocka_unit_test(test_framer_event_over_limit_is_refused),
+        cmocka_unit_test(test_framer_freed_after_refusal_frames_again),
         cmocka_unit_test(test_framer_event_over_limit_in_one_chunk),
         cmocka_unit_test(test_framer_event_at_limit_passes),
         cmocka_unit_test(test_framer_boundary_split_across_feeds),
