@@ -227,23 +227,15 @@ static void body_field(ccp_buf *b, const char *k, const char *truncated_key, con
  * with "reasoning" when the upstream named it; console: usage=in/out/... */
 static void usage_field(ccp_buf *b, const ccp_usage *u)
 {
-    static const struct {
-        const char *name;
-        int kind;
-    } kinds[] = {{"input", CCP_TOKENS_INPUT},
-                 {"output", CCP_TOKENS_OUTPUT},
-                 {"cache_read", CCP_TOKENS_CACHE_READ},
-                 {"cache_creation", CCP_TOKENS_CACHE_CREATION},
-                 {"reasoning", CCP_TOKENS_REASONING}};
     bool json = format == CCP_LOG_JSON;
     ccp_buf_append_str(b, json ? ",\"usage\":{" : " usage=");
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        if (kinds[i].kind == CCP_TOKENS_REASONING && !u->reasoning_seen) continue;
-        if (i) ccp_buf_append_char(b, ',');
+    for (int k = 0; k < CCP_TOKEN_KINDS; k++) {
+        if (k == CCP_TOKENS_REASONING && !u->reasoning_seen) continue;
+        if (k) ccp_buf_append_char(b, ',');
         if (json) ccp_buf_append_char(b, '"');
-        ccp_buf_append_str(b, kinds[i].name);
+        ccp_buf_append_str(b, ccp_token_kind_name((ccp_token_kind)k));
         ccp_buf_append_str(b, json ? "\":" : ":");
-        ccp_buf_append_int(b, u->tokens[kinds[i].kind]);
+        ccp_buf_append_int(b, u->tokens[k]);
     }
     if (json) ccp_buf_append_char(b, '}');
 }
