@@ -459,55 +459,41 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
 
     static ccp_config cfg;
-    ccp_buf err = {0};
+    ccp_buf err = {0}, desc = {0};
+    ccp_adapters *adapters = NULL;
+    ccp_pool *upstreams = NULL;
+    int status = 2; /* a configuration error, unless said otherwise */
     const ccp_config_names *names = &service->config_names;
     if (ccp_config_load(&cfg, names, &err) != CCP_OK) {
         fprintf(stderr, "%s: configuration error:\n%s", service->program, err.data);
-        ccp_buf_free(&err);
-        ccp_config_free(&cfg);
-        return 2;
+        goto done;
     }
     if (print_env) {
         /* The variables alone (no adapter table): what the scripts forward. */
-        ccp_buf out = {0};
-        ccp_config_print_env(&cfg, names, &out);
-        fputs(ccp_buf_cstr(&out), stdout);
-        ccp_buf_free(&out);
-        ccp_config_free(&cfg);
-        return fflush(stdout) == 0 ? 0 : 1;
+        ccp_config_print_env(&cfg, names, &desc);
+        fputs(ccp_buf_cstr(&desc), stdout);
+        status = fflush(stdout) == 0 ? 0 : 1;
+        goto done;
     }
     ccp_log_init(&cfg, service->name);
 
-    ccp_adapters *adapters = NULL;
-    if (ccp_adapters_load(&adapters, service->adapter_set, &cfg, &err) != CCP_OK) {
+    if (ccp_adapters_load(&adapters, service->adapter_set, &cfg, &err) != CCP_OK ||
+        ccp_pool_load(&upstreams, service->adapter_set, &cfg, &err) != CCP_OK) {
         fprintf(stderr, "%s: configuration error:\n%s\n", service->program, err.data);
-        ccp_buf_free(&err);
-        ccp_config_free(&cfg);
-        return 2;
+        goto done;
     }
-    ccp_pool *upstreams = NULL;
-    if (ccp_pool_load(&upstreams, service->adapter_set, &cfg, &err) != CCP_OK) {
-        fprintf(stderr, "%s: configuration error:\n%s\n", service->program, err.data);
-        ccp_buf_free(&err);
-        ccp_adapters_free(adapters);
-        ccp_config_free(&cfg);
-        return 2;
-    }
-    ccp_buf desc = {0};
     ccp_config_describe(&cfg, names, &desc);
     ccp_buf_append_char(&desc, ',');
     ccp_pool_describe_config(upstreams, &desc);
     if (check_only) {
         printf("{%s}\n%s: configuration OK\n", desc.data, service->program);
-        ccp_buf_free(&desc);
-        ccp_pool_free(upstreams);
-        ccp_adapters_free(adapters);
-        ccp_config_free(&cfg);
-        return 0;
+        status = 0;
+        goto done;
     }
     if (ccp_upstream_global_init(&err) != CCP_OK) {
         fprintf(stderr, "%s: %s", service->program, err.data);
-        return 1;
+        status = 1;
+        goto done;
     }
     bool cgi = FCGX_IsCGI();
     if (!cgi) {
@@ -521,9 +507,13 @@ int ccp_server_main(const ccp_service *service, int argc, char **argv)
     /* Every upstream's error counters read 0 before its first failure. */
     for (size_t i = 0; rt.metrics && i < ccp_pool_count(upstreams); i++)
         ccp_metrics_upstream(rt.metrics, ccp_pool_at(upstreams, i)->name);
-    int status = cgi ? serve_cgi(&rt) : serve_fastcgi(&rt);
+    status = cgi ? serve_cgi(&rt) : serve_fastcgi(&rt);
     ccp_metrics_close(rt.metrics);
     ccp_upstream_global_cleanup();
+done:
+    /* One owner for everything above, whichever way it ended. */
+    ccp_buf_free(&err);
+    ccp_buf_free(&desc);
     ccp_pool_free(upstreams);
     ccp_adapters_free(adapters);
     ccp_config_free(&cfg);
