@@ -46,18 +46,24 @@ for t in "$replay_dir"/*; do
     fi
 done
 
+# Adds a runner's last "<name>: N passed, M failed" line in file $2 to the
+# totals; a runner that ended without one counts as one failure.
+count_verdict() {
+    line=$(grep -E "^$1: [0-9]+ passed, [0-9]+ failed" "$2" | tail -1)
+    if [ -n "$line" ]; then
+        p=$(echo "$line" | sed "s/^$1: \([0-9]*\) passed.*/\1/")
+        f=$(echo "$line" | sed 's/.* \([0-9]*\) failed.*/\1/')
+    else
+        echo "$1: the runner ended without a verdict"; p=0 f=1
+    fi
+    passed=$((passed + p)) failed=$((failed + f))
+}
+
 # ---- integration: the real stack (mock upstream, nginx, spawn-fcgi, CGI) ----
 if [ $unit_only = 0 ]; then
     out="$log_dir/integration.log"
     python3 "$here/tests/integration/run.py" "$@" 2>&1 | tee "$out"
-    line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
-    if [ -n "$line" ]; then
-        p=$(echo "$line" | sed 's/^integration: \([0-9]*\) passed.*/\1/')
-        f=$(echo "$line" | sed 's/.* \([0-9]*\) failed.*/\1/')
-    else
-        echo "integration: the runner ended without a verdict"; p=0 f=1
-    fi
-    passed=$((passed + p)) failed=$((failed + f))
+    count_verdict integration "$out"
 fi
 
 # ---- soak: a short one (tests/soak/soak.py) over the same binaries; each of its
@@ -65,14 +71,7 @@ fi
 if [ $unit_only = 0 ] && [ $# = 0 ] && [ "${CCPROXY_SOAK:-1}" != 0 ]; then
     out="$log_dir/soak.log"
     python3 "$here/tests/soak/soak.py" --seconds "${SOAK_TEST_SECONDS:-20}" 2>&1 | tee "$out"
-    line=$(grep -E '^soak: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
-    if [ -n "$line" ]; then
-        p=$(echo "$line" | sed 's/^soak: \([0-9]*\) passed.*/\1/')
-        f=$(echo "$line" | sed 's/.* \([0-9]*\) failed.*/\1/')
-    else
-        echo "soak: the soak ended without a verdict"; p=0 f=1
-    fi
-    passed=$((passed + p)) failed=$((failed + f))
+    count_verdict soak "$out"
 fi
 
 rm -rf "$log_dir"
