@@ -112,33 +112,27 @@ class Mix:
         for k, v in sent_usage(rec, api).items():
             self.tokens[(model, k)] = self.tokens.get((model, k), 0) + v
 
-    def claude(self, model, stream, behavior=None, status=200, error=None):
-        mid = new_id("met")
-        r = self.st.request("POST", "/v1/messages", api_headers(mock_id=mid, behavior=behavior),
-                            message_body(stream=stream, model=model))
+    def _relay(self, mid, path, headers, body, api, model, behavior, status, error):
+        r = self.st.request("POST", path, headers, body)
         eq(r.status, status, "status of %s %s: %s" % (model, behavior, r.body[:200]))
         self.ids.append(r.header("x-ccproxy-request-id"))
-        self.count("/v1/messages", str(status))
+        self.count(path, str(status))
         rec = self.st.suite.mock.wait(mid)[1]
         if status == 200:
-            self.tokens_of(model, rec, "messages")
+            self.tokens_of(model, rec, api)
         if error:
             self.errors[error] = self.errors.get(error, 0) + 1
         return r
 
+    def claude(self, model, stream, behavior=None, status=200, error=None):
+        mid = new_id("met")
+        return self._relay(mid, "/v1/messages", api_headers(mock_id=mid, behavior=behavior),
+                           message_body(stream=stream, model=model), "messages", model, behavior, status, error)
+
     def codex(self, model, stream, behavior=None, status=200, ua=None, error=None):
         mid = new_id("met")
-        r = self.st.request("POST", "/v1/responses", oa_headers(mock_id=mid, behavior=behavior, user_agent=ua),
-                            responses_body(stream=stream, model=model))
-        eq(r.status, status, "status of %s %s: %s" % (model, behavior, r.body[:200]))
-        self.ids.append(r.header("x-ccproxy-request-id"))
-        self.count("/v1/responses", str(status))
-        rec = self.st.suite.mock.wait(mid)[1]
-        if status == 200:
-            self.tokens_of(model, rec, "responses")
-        if error:
-            self.errors[error] = self.errors.get(error, 0) + 1
-        return r
+        return self._relay(mid, "/v1/responses", oa_headers(mock_id=mid, behavior=behavior, user_agent=ua),
+                           responses_body(stream=stream, model=model), "responses", model, behavior, status, error)
 
     def local(self, path, status, route):
         r = self.st.request("GET", path)
